@@ -1,0 +1,53 @@
+"""Streams a signal through an autotuned ONNX model block by block, feeding state back (ONNX Runtime)."""
+
+import numpy as np
+import onnxruntime as ort
+
+from reference import BLOCK
+
+
+def session(path):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def initial_state(sess):
+    """Zeros for every state input (an input X with an output X_out)."""
+    outputs = {o.name for o in sess.get_outputs()}
+    inputs = sess.get_inputs() + sess.get_overridable_initializers()
+    return {i.name: np.zeros(i.shape, np.float32) for i in inputs if i.name + "_out" in outputs}
+
+
+def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0, retune_ms=0.0,
+          base_only=False):
+    """Control inputs (and zeroed state unless base_only) for sess.run, without audio."""
+    mask = np.ones(12, np.float32) if scale_mask is None else np.asarray(scale_mask, np.float32)
+    result = {} if base_only else initial_state(sess)
+    if not base_only:
+        result["scale_mask"] = mask.reshape(1, 12)
+        result["tuning_hz"] = np.array([[tuning_hz]], np.float32)
+        result["retune_ms"] = np.array([[retune_ms]], np.float32)
+    result["target_pitch"] = np.array([[target_pitch]], np.float32)
+    result["correction_strength"] = np.array([[strength]], np.float32)
+    return result
+
+
+def run(sess, signal, **controls):
+    """Returns (output signal, per-block confidence, per-block detected pitch); controls as feeds()."""
+    inputs = feeds(sess, **controls)
+    names = [o.name for o in sess.get_outputs()]
+    blocks = len(signal) // BLOCK
+    out, conf, pitch = [], [], []
+    for b in range(blocks):
+        inputs["audio_buffer"] = np.asarray(signal[b * BLOCK:(b + 1) * BLOCK], np.float32).reshape(1, BLOCK)
+        result = dict(zip(names, sess.run(names, inputs)))
+        for name in list(inputs):
+            if name + "_out" in result:
+                inputs[name] = result[name + "_out"]
+        out.append(result["corrected_audio"][0])
+        conf.append(float(result["confidence"][0, 0]))
+        pitch.append(float(result["detected_pitch"][0, 0]) if "detected_pitch" in result else 0.0)
+    return np.concatenate(out) if out else np.zeros(0, np.float32), np.array(conf), np.array(pitch)
