@@ -1,0 +1,3 @@
+//! Audio-graph back ends. Only JACK (which PipeWire also serves through `pw-jack`) for now.
+
+pub mod jack;

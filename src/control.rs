@@ -1,0 +1,96 @@
+//! The writer side of the parameters and the daemon's status, shared by the OSC thread and the
+//! supervisor (never the RT thread).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::rt::{Meters, Params, SharedParams};
+
+/// Serialises writers of [`SharedParams`] and keeps the master copy.
+#[derive(Debug)]
+pub struct Controls {
+    shared: Arc<SharedParams>,
+    master: Mutex<Params>,
+}
+
+impl Controls {
+    pub fn new(initial: Params) -> Controls {
+        Controls { shared: Arc::new(SharedParams::new(initial)), master: Mutex::new(initial) }
+    }
+
+    /// The RT side's handle.
+    pub fn shared(&self) -> Arc<SharedParams> {
+        Arc::clone(&self.shared)
+    }
+
+    pub fn get(&self) -> Params {
+        *self.lock()
+    }
+
+    /// Applies `change` to the current set and publishes the result in one store, so every
+    /// change made inside lands in the same block.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Params) -> R) -> R {
+        let mut master = self.lock();
+        let result = change(&mut master);
+        self.shared.store(&master);
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Params> {
+        // A panic while holding the lock leaves a whole Params behind; it is still usable.
+        self.master.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the daemon is doing, for `/autotune/status`, logs and sd_notify.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub sample_rate: AtomicU32,
+    pub period: AtomicU32,
+    pub xruns: AtomicU64,
+    pub latency: AtomicU32,
+    /// JACK's DSP load, percent, as f32 bits.
+    pub load: AtomicU32,
+    text: Mutex<StatusText>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusText {
+    /// The model running, as "name version (file)".
+    pub model: String,
+    /// `running`, or why audio passes through.
+    pub state: String,
+}
+
+impl Status {
+    pub fn text(&self) -> StatusText {
+        self.text.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn set_model(&self, model: impl Into<String>) {
+        self.text.lock().unwrap_or_else(PoisonError::into_inner).model = model.into();
+    }
+
+    pub fn set_state(&self, state: impl Into<String>) {
+        self.text.lock().unwrap_or_else(PoisonError::into_inner).state = state.into();
+    }
+
+    pub fn load_percent(&self) -> f32 {
+        f32::from_bits(self.load.load(Relaxed))
+    }
+
+    /// One line for logs and sd_notify STATUS=.
+    pub fn summary(&self, meters: &Meters) -> String {
+        let text = self.text();
+        format!(
+            "{}; model {}; {} Hz / {} frames; latency {} samples; xruns {}; model faults {}",
+            text.state,
+            text.model,
+            self.sample_rate.load(Relaxed),
+            self.period.load(Relaxed),
+            self.latency.load(Relaxed),
+            self.xruns.load(Relaxed),
+            meters.faults()
+        )
+    }
+}

@@ -1,0 +1,414 @@
+//! Model host, off the RT thread (supervisor, offline and CLI): finds and loads ONNX Runtime,
+//! builds sessions, validates a model against the contract and warms it up, producing an
+//! [`Inference`] ready to hand to the RT thread.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+
+use crate::rt::inference::{Controls, Inference, InferenceError, Slots};
+use crate::BLOCK;
+
+/// The ONNX Runtime version the daemon is built against.
+pub const ORT_VERSION: &str = "1.31";
+/// Blocks of audio run through a fresh model before it may go to the RT thread.
+const WARM_UP_BLOCKS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "ONNX Runtime {ORT_VERSION} was not found. Looked in:\n{}\nInstall it with `make ort` \
+         (the PyPI wheel onnxruntime==1.31.1 into ./.ort), `pip install onnxruntime==1.31.1`, \
+         or a distro package, or point `model.onnxruntime` / ORT_DYLIB_PATH at libonnxruntime.so",
+        .tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
+    )]
+    NotFound { tried: Vec<String> },
+    #[error("ONNX Runtime at {path} loaded but could not start: {source}")]
+    Start { path: PathBuf, source: ort::Error },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read model {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: ONNX Runtime cannot load it: {source}")]
+    Load { path: PathBuf, source: ort::Error },
+    #[error("{path}: tensor `{name}`: expected {expected}, found {found}")]
+    Tensor { path: PathBuf, name: String, expected: String, found: String },
+    #[error("{path}: required {kind} `{name}` is missing ({what})")]
+    Missing { path: PathBuf, kind: &'static str, name: &'static str, what: &'static str },
+    #[error("{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
+             (audio_buffer, target_pitch, correction_strength, scale_mask, tuning_hz, retune_ms, \
+             and state inputs X that have an output X_out)")]
+    UnknownInput { path: PathBuf, name: String },
+    #[error("{path}: metadata `{key}` = {value:?}: {reason}")]
+    Metadata { path: PathBuf, key: &'static str, value: String, reason: String },
+    #[error("{path}: {source}")]
+    Allocate { path: PathBuf, source: InferenceError },
+    #[error("{path}: warm-up run failed: {reason}")]
+    WarmUp { path: PathBuf, reason: String },
+}
+
+/// Where a loaded ONNX Runtime came from, and its environment.
+pub struct Runtime {
+    pub library: PathBuf,
+    environment: Environment,
+}
+
+/// Finds libonnxruntime and starts it. Order: `configured`, `ORT_DYLIB_PATH`, the project's
+/// `.ort/` (next to the working directory or the executable), Python site-packages, system
+/// library directories. Only one runtime can be started per process.
+pub fn start_runtime(configured: Option<&Path>) -> Result<Runtime, RuntimeError> {
+    let mut tried = Vec::new();
+    for candidate in runtime_candidates(configured) {
+        if !candidate.is_file() {
+            tried.push(format!("{} (not there)", candidate.display()));
+            continue;
+        }
+        match ort::init_from(&candidate) {
+            Ok(builder) => {
+                let environment = builder
+                    .with_name("autotuned")
+                    .build()
+                    .map_err(|source| RuntimeError::Start { path: candidate.clone(), source })?;
+                return Ok(Runtime { library: candidate, environment });
+            }
+            Err(e) => tried.push(format!("{} ({e})", candidate.display())),
+        }
+    }
+    Err(RuntimeError::NotFound { tried })
+}
+
+fn runtime_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = configured.map(Path::to_path_buf).into_iter().collect();
+    if let Some(env) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
+        out.push(PathBuf::from(env));
+    }
+    let mut roots = vec![PathBuf::from(".")];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/{debug,release}/autotuned → the checkout's root.
+        roots.extend(exe.ancestors().skip(1).take(3).map(Path::to_path_buf));
+    }
+    for root in roots {
+        out.extend(wheel_library(&root.join(".ort/onnxruntime/capi")));
+    }
+    let mut site_dirs: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        site_dirs.push(PathBuf::from(home).join(".local/lib"));
+    }
+    site_dirs.extend(["/usr/local/lib", "/usr/lib"].map(PathBuf::from));
+    for dir in site_dirs {
+        for python in sorted_entries(&dir).into_iter().filter(|p| file_name(p).starts_with("python3")) {
+            for packages in ["site-packages", "dist-packages"] {
+                out.extend(wheel_library(&python.join(packages).join("onnxruntime/capi")));
+            }
+        }
+    }
+    for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/local/lib", "/usr/lib"] {
+        out.push(Path::new(dir).join("libonnxruntime.so"));
+        out.push(Path::new(dir).join("libonnxruntime.so.1"));
+    }
+    out.dedup();
+    out
+}
+
+fn wheel_library(capi: &Path) -> Option<PathBuf> {
+    sorted_entries(capi).into_iter().filter(|p| file_name(p).starts_with("libonnxruntime.so")).max()
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The role of each input a model may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InputRole {
+    Audio,
+    Target,
+    Strength,
+    ScaleMask,
+    Tuning,
+    Retune,
+    State,
+}
+
+/// What a model offers, as found at load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contract {
+    pub name: String,
+    pub version: String,
+    pub sample_rate: u32,
+    pub latency_samples: usize,
+    /// (name, shape) of every input autotuned feeds, in feeding order.
+    pub inputs: Vec<(String, Vec<usize>)>,
+    /// (name, shape) of every output autotuned reads.
+    pub outputs: Vec<(String, Vec<usize>)>,
+    pub slots: Slots,
+}
+
+impl Contract {
+    /// Names of the extended-contract features this model has and lacks.
+    pub fn features(&self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let s = &self.slots;
+        let all = [
+            ("scale_mask", s.scale_mask.is_some()),
+            ("tuning_hz", s.tuning.is_some()),
+            ("retune_ms", s.retune.is_some()),
+            ("detected_pitch", s.detected.is_some()),
+            ("state", !s.state.is_empty()),
+        ];
+        let has = all.iter().filter(|(_, h)| *h).map(|(n, _)| *n).collect();
+        let lacks = all.iter().filter(|(_, h)| !*h).map(|(n, _)| *n).collect();
+        (has, lacks)
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "model        {} {}", self.name, self.version)?;
+        writeln!(f, "sample rate  {} Hz, block {BLOCK}, latency {} samples", self.sample_rate, self.latency_samples)?;
+        writeln!(f, "inputs")?;
+        for (name, shape) in &self.inputs {
+            writeln!(f, "  {name:20} f32 {shape:?}")?;
+        }
+        writeln!(f, "outputs")?;
+        for (name, shape) in &self.outputs {
+            writeln!(f, "  {name:20} f32 {shape:?}")?;
+        }
+        let (has, lacks) = self.features();
+        writeln!(f, "state pairs  {}", self.slots.state.len())?;
+        writeln!(f, "features     {}", if has.is_empty() { "base contract only".to_owned() } else { has.join(", ") })?;
+        write!(f, "unavailable  {}", if lacks.is_empty() { "none".to_owned() } else { lacks.join(", ") })
+    }
+}
+
+impl Runtime {
+    /// A session configured for the RT thread: one intra-op and one inter-op thread, no
+    /// spinning, every graph optimisation.
+    pub fn session(&self, path: &Path) -> Result<Session, ModelError> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Read { path: path.to_owned(), reason: e.to_string() })?;
+        if bytes.is_empty() {
+            return Err(ModelError::Read { path: path.to_owned(), reason: "the file is empty".into() });
+        }
+        build_session(&self.environment, &bytes).map_err(|source| ModelError::Load { path: path.to_owned(), source })
+    }
+
+    /// Loads, validates and warms up a model for `sample_rate`; ready for the RT thread.
+    pub fn load(&self, path: &Path, sample_rate: Option<u32>) -> Result<(Inference, Contract), ModelError> {
+        let session = self.session(path)?;
+        let contract = validate(path, &session)?;
+        if let Some(rate) = sample_rate.filter(|r| *r != contract.sample_rate) {
+            return Err(ModelError::Metadata {
+                path: path.to_owned(),
+                key: "sample_rate",
+                value: contract.sample_rate.to_string(),
+                reason: format!("the server runs at {rate} Hz; use a model made for {rate} Hz"),
+            });
+        }
+        let mut inference = Inference::new(session, &contract.inputs, &contract.outputs, contract.slots.clone(), contract.latency_samples)
+            .map_err(|source| ModelError::Allocate { path: path.to_owned(), source })?;
+        warm_up(&mut inference, contract.sample_rate).map_err(|reason| ModelError::WarmUp { path: path.to_owned(), reason })?;
+        Ok((inference, contract))
+    }
+}
+
+fn build_session(environment: &Environment, bytes: &[u8]) -> ort::Result<Session> {
+    Session::builder(environment)?
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_threads(1)?
+        .with_inter_threads(1)?
+        .with_intra_op_spinning(false)?
+        .with_inter_op_spinning(false)?
+        .commit_from_memory(bytes)
+}
+
+/// Runs a voiced tone through the model so first-run costs are paid off the RT thread, then
+/// resets its state.
+fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
+    let controls = Controls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
+    let mut input = vec![0.0f32; BLOCK];
+    let mut out = vec![0.0f32; BLOCK];
+    for block in 0..WARM_UP_BLOCKS {
+        for (i, x) in input.iter_mut().enumerate() {
+            let t = (block * BLOCK + i) as f32 / sample_rate as f32;
+            *x = 0.3 * (std::f32::consts::TAU * 196.0 * t).sin();
+        }
+        inference.run(&input, &controls, &mut out).map_err(|kind| format!("{kind:?}"))?;
+    }
+    inference.reset_state();
+    Ok(())
+}
+
+fn tensor_shape(path: &Path, name: &str, dtype: &ValueType) -> Result<Vec<usize>, ModelError> {
+    let err = |expected: &str, found: String| ModelError::Tensor {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        expected: expected.to_owned(),
+        found,
+    };
+    let ValueType::Tensor { ty, shape, .. } = dtype else {
+        return Err(err("a tensor", format!("{dtype:?}")));
+    };
+    if *ty != TensorElementType::Float32 {
+        return Err(err("f32", format!("{ty:?}")));
+    }
+    shape
+        .iter()
+        .enumerate()
+        .map(|(axis, &d)| match d {
+            d if d > 0 => Ok(d as usize),
+            // A dynamic batch axis is served as 1; any other dynamic axis is not servable.
+            _ if axis == 0 => Ok(1),
+            _ => Err(err("static dimensions (only the batch axis may be dynamic)", format!("{shape:?}"))),
+        })
+        .collect()
+}
+
+fn expect_shape(path: &Path, name: &str, shape: &[usize], expected: &[usize]) -> Result<(), ModelError> {
+    if shape == expected {
+        return Ok(());
+    }
+    Err(ModelError::Tensor {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        expected: format!("f32 {expected:?}"),
+        found: format!("f32 {shape:?}"),
+    })
+}
+
+fn metadata_number<T: std::str::FromStr>(
+    path: &Path,
+    meta: &BTreeMap<String, String>,
+    key: &'static str,
+    default: T,
+) -> Result<T, ModelError> {
+    match meta.get(key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ModelError::Metadata {
+            path: path.to_owned(),
+            key,
+            value: v.clone(),
+            reason: "not a whole number".into(),
+        }),
+    }
+}
+
+/// Checks a session against the contract (see README "Model contract").
+pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> {
+    let meta: BTreeMap<String, String> = session
+        .metadata()
+        .ok()
+        .map(|m| {
+            let keys = m.custom_keys().unwrap_or_default();
+            keys.into_iter().filter_map(|k| m.custom(&k).map(|v| (k, v))).collect()
+        })
+        .unwrap_or_default();
+    let sample_rate: u32 = metadata_number(path, &meta, "sample_rate", 44_100)?;
+    let block: usize = metadata_number(path, &meta, "block_size", BLOCK)?;
+    if block != BLOCK {
+        return Err(ModelError::Metadata {
+            path: path.to_owned(),
+            key: "block_size",
+            value: block.to_string(),
+            reason: format!("autotuned serves {BLOCK}-sample blocks"),
+        });
+    }
+    if !(8_000..=192_000).contains(&sample_rate) {
+        return Err(ModelError::Metadata {
+            path: path.to_owned(),
+            key: "sample_rate",
+            value: sample_rate.to_string(),
+            reason: "outside 8000..192000 Hz".into(),
+        });
+    }
+    let latency_samples: usize = metadata_number(path, &meta, "latency_samples", 0)?;
+
+    let mut outputs_by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for o in session.outputs() {
+        if let Ok(shape) = tensor_shape(path, o.name(), o.dtype()) {
+            outputs_by_name.insert(o.name().to_owned(), shape);
+        }
+    }
+    let declared: Vec<(String, ValueType)> = session
+        .inputs()
+        .iter()
+        .map(|i| (i.name().to_owned(), i.dtype().clone()))
+        .chain(session.overridable_initializers().into_iter().map(|i| (i.name().to_owned(), i.dtype().clone())))
+        .collect();
+
+    let mut inputs = Vec::new();
+    let mut roles = Vec::new();
+    for (name, dtype) in &declared {
+        let shape = tensor_shape(path, name, dtype)?;
+        let role = match name.as_str() {
+            "audio_buffer" => InputRole::Audio,
+            "target_pitch" => InputRole::Target,
+            "correction_strength" => InputRole::Strength,
+            "scale_mask" => InputRole::ScaleMask,
+            "tuning_hz" => InputRole::Tuning,
+            "retune_ms" => InputRole::Retune,
+            _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
+            _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
+        };
+        match role {
+            InputRole::Audio => expect_shape(path, name, &shape, &[1, BLOCK])?,
+            InputRole::ScaleMask => expect_shape(path, name, &shape, &[1, 12])?,
+            InputRole::State => expect_shape(path, name, &shape, &outputs_by_name[&format!("{name}_out")])?,
+            _ => expect_shape(path, name, &shape, &[1, 1])?,
+        }
+        inputs.push((name.clone(), shape));
+        roles.push(role);
+    }
+    let find = |role: InputRole| roles.iter().position(|r| *r == role);
+    let missing_input = |name, what| ModelError::Missing { path: path.to_owned(), kind: "input", name, what };
+    let audio = find(InputRole::Audio).ok_or_else(|| missing_input("audio_buffer", "f32 [1, 512] audio block"))?;
+    let target = find(InputRole::Target).ok_or_else(|| missing_input("target_pitch", "f32 [1, 1] Hz, <= 0 = auto"))?;
+    let strength = find(InputRole::Strength).ok_or_else(|| missing_input("correction_strength", "f32 [1, 1] 0..1"))?;
+
+    let mut outputs: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut take_output = |name: &str, expected: &[usize]| -> Result<Option<usize>, ModelError> {
+        let Some(shape) = outputs_by_name.get(name) else { return Ok(None) };
+        expect_shape(path, name, shape, expected)?;
+        outputs.push((name.to_owned(), shape.clone()));
+        Ok(Some(outputs.len() - 1))
+    };
+    let missing_output = |name, what| ModelError::Missing { path: path.to_owned(), kind: "output", name, what };
+    let corrected = take_output("corrected_audio", &[1, BLOCK])?.ok_or_else(|| missing_output("corrected_audio", "f32 [1, 512]"))?;
+    let confidence = take_output("confidence", &[1, 1])?.ok_or_else(|| missing_output("confidence", "f32 [1, 1] 0..1"))?;
+    let detected = take_output("detected_pitch", &[1, 1])?;
+    let mut state = Vec::new();
+    for (index, (name, shape)) in inputs.iter().enumerate() {
+        if roles[index] == InputRole::State {
+            let out = take_output(&format!("{name}_out"), shape)?.expect("state outputs were matched above");
+            state.push((index, out));
+        }
+    }
+    let slots = Slots {
+        audio,
+        target,
+        strength,
+        scale_mask: find(InputRole::ScaleMask),
+        tuning: find(InputRole::Tuning),
+        retune: find(InputRole::Retune),
+        corrected,
+        confidence,
+        detected,
+        state,
+    };
+    let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));
+    let version = meta.get("version").cloned().unwrap_or_else(|| "unversioned".into());
+    Ok(Contract { name, version, sample_rate, latency_samples, inputs, outputs, slots })
+}

@@ -1,0 +1,209 @@
+//! One loaded model with every tensor it reads and writes allocated up front; `run` executes a
+//! block on the RT thread. Built (and warmed up) off the RT thread by `model.rs`.
+//!
+//! The call goes straight to ONNX Runtime's C `Run` with arrays of names and values prepared
+//! here at construction: the `ort` crate's own run paths either allocate per call or can only
+//! name the session's plain inputs, while a model's optional inputs (state, controls) are
+//! "overridable initializers" that must be fed by name.
+
+use std::ffi::{c_char, CString};
+use std::ptr;
+
+use ort::session::Session;
+use ort::sys::{OrtValue, OrtSession};
+use ort::value::Tensor;
+use ort::AsPointer;
+
+use super::events::FaultKind;
+
+/// What the model is fed besides audio, once per block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Controls {
+    /// Hz; ≤ 0 asks the model for auto mode.
+    pub target_hz: f32,
+    pub strength: f32,
+    /// Bit 0 = C … bit 11 = B.
+    pub scale_mask: u16,
+    pub tuning_hz: f32,
+    pub retune_ms: f32,
+}
+
+/// What a block reported besides audio.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockReport {
+    pub confidence: f32,
+    /// Hz, 0 when unvoiced or when the model has no `detected_pitch` output.
+    pub detected_hz: f32,
+}
+
+/// Which of the preallocated inputs and outputs plays which part of the contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slots {
+    pub audio: usize,
+    pub target: usize,
+    pub strength: usize,
+    pub scale_mask: Option<usize>,
+    pub tuning: Option<usize>,
+    pub retune: Option<usize>,
+    pub corrected: usize,
+    pub confidence: usize,
+    pub detected: Option<usize>,
+    /// (input, output) pairs whose output is fed back as the input next block.
+    pub state: Vec<(usize, usize)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("tensor name {0:?} contains a NUL byte")]
+    Name(String),
+    #[error("could not allocate tensor `{name}`: {source}")]
+    Allocate { name: String, source: ort::Error },
+}
+
+/// A named f32 tensor owned here, with its data pointer taken once.
+struct Slot {
+    name: CString,
+    value: Tensor<f32>,
+    data: *mut f32,
+    len: usize,
+}
+
+impl Slot {
+    fn new(name: &str, shape: &[usize]) -> Result<Slot, InferenceError> {
+        let len = shape.iter().product();
+        let mut value = Tensor::from_array((shape.to_vec(), vec![0.0f32; len]))
+            .map_err(|source| InferenceError::Allocate { name: name.to_owned(), source })?;
+        let data = value.extract_tensor_mut().1.as_mut_ptr();
+        let name = CString::new(name).map_err(|_| InferenceError::Name(name.to_owned()))?;
+        Ok(Slot { name, value, data, len })
+    }
+
+    fn data(&self) -> &[f32] {
+        // SAFETY: `data` points at the `len` floats owned by `self.value`, which lives as long as
+        // `self`; ONNX Runtime only writes them inside `Run`, which takes `&mut Inference`.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    fn data_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `data`, and `&mut self` makes this the only live view.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+/// A session plus every tensor a block needs.
+pub struct Inference {
+    session: Session,
+    inputs: Vec<Slot>,
+    outputs: Vec<Slot>,
+    input_names: Vec<*const c_char>,
+    input_values: Vec<*const OrtValue>,
+    output_names: Vec<*const c_char>,
+    output_values: Vec<*mut OrtValue>,
+    slots: Slots,
+    latency: usize,
+}
+
+// SAFETY: the raw pointers point into tensors and strings owned by this struct, on the heap, so
+// they stay valid when it moves to another thread; the ONNX Runtime session is usable from any
+// thread as long as one thread at a time runs it, which `&mut self` on `run` guarantees.
+unsafe impl Send for Inference {}
+
+impl Inference {
+    /// Allocates every tensor. `inputs` and `outputs` are (name, shape) in the order `slots`
+    /// indexes them; only the listed outputs are computed. `latency` is the model's delay in
+    /// samples.
+    pub fn new(
+        session: Session,
+        inputs: &[(String, Vec<usize>)],
+        outputs: &[(String, Vec<usize>)],
+        slots: Slots,
+        latency: usize,
+    ) -> Result<Inference, InferenceError> {
+        let inputs: Vec<Slot> = inputs.iter().map(|(n, s)| Slot::new(n, s)).collect::<Result<_, _>>()?;
+        let mut outputs: Vec<Slot> = outputs.iter().map(|(n, s)| Slot::new(n, s)).collect::<Result<_, _>>()?;
+        let input_names = inputs.iter().map(|s| s.name.as_ptr()).collect();
+        let input_values = inputs.iter().map(|s| s.value.ptr()).collect();
+        let output_names = outputs.iter().map(|s| s.name.as_ptr()).collect();
+        let output_values = outputs.iter_mut().map(|s| s.value.ptr_mut()).collect();
+        let mut inference =
+            Inference { session, inputs, outputs, input_names, input_values, output_names, output_values, slots, latency };
+        inference.reset_state();
+        Ok(inference)
+    }
+
+    /// Runs one block: `audio` in, the corrected block into `out`. On a fault `out` is left
+    /// untouched and the streaming state is reset, so one bad block cannot poison the next.
+    pub fn run(&mut self, audio: &[f32], controls: &Controls, out: &mut [f32]) -> Result<BlockReport, FaultKind> {
+        self.write_inputs(audio, controls);
+        let session: *mut OrtSession = self.session.ptr().cast_mut();
+        // SAFETY: every name and value pointer refers to a live `Slot` of `self`; the arrays'
+        // lengths are passed alongside; every output value is preallocated with the shape the
+        // contract validated, so ONNX Runtime writes into it and returns no new value.
+        let status = unsafe {
+            (ort::api().Run)(
+                session,
+                ptr::null(),
+                self.input_names.as_ptr(),
+                self.input_values.as_ptr(),
+                self.input_values.len(),
+                self.output_names.as_ptr(),
+                self.output_names.len(),
+                self.output_values.as_mut_ptr(),
+            )
+        };
+        if !status.0.is_null() {
+            // SAFETY: a non-null status is an error object we own and release exactly once.
+            let code = unsafe {
+                let code = (ort::api().GetErrorCode)(status.0) as i32;
+                (ort::api().ReleaseStatus)(status.0);
+                code
+            };
+            self.reset_state();
+            return Err(FaultKind::RunFailed(code));
+        }
+        let corrected = self.outputs[self.slots.corrected].data();
+        if corrected.len() != out.len() || !corrected.iter().all(|x| x.is_finite()) {
+            self.reset_state();
+            return Err(FaultKind::NonFinite);
+        }
+        out.copy_from_slice(corrected);
+        let confidence = self.outputs[self.slots.confidence].data()[0];
+        let detected_hz = self.slots.detected.map_or(0.0, |i| self.outputs[i].data()[0]);
+        for &(input, output) in &self.slots.state {
+            let (inputs, outputs) = (&mut self.inputs, &self.outputs);
+            inputs[input].data_mut().copy_from_slice(outputs[output].data());
+        }
+        let sane = |x: f32| if x.is_finite() { x } else { 0.0 };
+        Ok(BlockReport { confidence: sane(confidence), detected_hz: sane(detected_hz) })
+    }
+
+    /// The model's delay from input to output, in samples.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Zeros every state input: the start of a stream.
+    pub fn reset_state(&mut self) {
+        for &(input, _) in &self.slots.state {
+            self.inputs[input].data_mut().fill(0.0);
+        }
+    }
+
+    fn write_inputs(&mut self, audio: &[f32], c: &Controls) {
+        let slots = &self.slots;
+        self.inputs[slots.audio].data_mut().copy_from_slice(audio);
+        self.inputs[slots.target].data_mut()[0] = c.target_hz;
+        self.inputs[slots.strength].data_mut()[0] = c.strength;
+        if let Some(i) = slots.scale_mask {
+            for (class, flag) in self.inputs[i].data_mut().iter_mut().enumerate() {
+                *flag = f32::from(u8::from(c.scale_mask & (1 << class) != 0));
+            }
+        }
+        if let Some(i) = slots.tuning {
+            self.inputs[i].data_mut()[0] = c.tuning_hz;
+        }
+        if let Some(i) = slots.retune {
+            self.inputs[i].data_mut()[0] = c.retune_ms;
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The code that runs on the JACK thread, and nothing else: it knows nothing of JACK, OSC or
+//! config. No allocation, no locks, no logging, no syscalls, no panics once a block is running.
+
+pub mod events;
+pub mod inference;
+pub mod meters;
+pub mod params;
+pub mod processor;
+
+pub use events::{Command, FaultKind, RtEvent};
+pub use inference::{Controls, Inference, InferenceError, Slots};
+pub use meters::Meters;
+pub use params::{Mode, Params, SharedParams};
+pub use processor::{Processor, ProcessorRings};

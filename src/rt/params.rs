@@ -1,0 +1,174 @@
+//! The parameter set and its lock-free crossing: control threads write, the RT thread reads once
+//! per block.
+//!
+//! The fields are atomics under a sequence counter (a seqlock without the spinning reader): a
+//! writer makes the counter odd, stores every field, and makes it even again. The RT thread's
+//! [`SharedParams::try_load`] never waits: if a write is under way or happened during its read,
+//! it keeps the previous block's values and picks the change up one block later. So a whole OSC
+//! bundle lands in one block, never half of it.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+
+/// Where the target pitch comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The nearest allowed note of the detected pitch.
+    Auto,
+    /// `target_hz`, set over OSC as Hz or as a MIDI note.
+    Manual,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Manual => "manual",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Mode> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Mode::Auto),
+            "manual" => Some(Mode::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// Every parameter the engine reads per block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// 0 = no change … 1 = hard tune.
+    pub strength: f32,
+    pub mode: Mode,
+    /// Manual-mode target, Hz.
+    pub target_hz: f32,
+    /// Glide time to a new target, ms.
+    pub retune_ms: f32,
+    /// A4 reference, Hz.
+    pub tuning_hz: f32,
+    /// Allowed pitch classes, bit 0 = C … bit 11 = B.
+    pub scale_mask: u16,
+    pub bypass: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            strength: 1.0,
+            mode: Mode::Auto,
+            target_hz: 440.0,
+            retune_ms: 0.0,
+            tuning_hz: 440.0,
+            scale_mask: 0x0fff,
+            bypass: false,
+        }
+    }
+}
+
+/// [`Params`] in atomics; see the module docs for the protocol.
+#[derive(Debug)]
+pub struct SharedParams {
+    sequence: AtomicU32,
+    strength: AtomicU32,
+    manual: AtomicBool,
+    target_hz: AtomicU32,
+    retune_ms: AtomicU32,
+    tuning_hz: AtomicU32,
+    scale_mask: AtomicU32,
+    bypass: AtomicBool,
+}
+
+impl SharedParams {
+    pub fn new(initial: Params) -> SharedParams {
+        let shared = SharedParams {
+            sequence: AtomicU32::new(0),
+            strength: AtomicU32::new(0),
+            manual: AtomicBool::new(false),
+            target_hz: AtomicU32::new(0),
+            retune_ms: AtomicU32::new(0),
+            tuning_hz: AtomicU32::new(0),
+            scale_mask: AtomicU32::new(0),
+            bypass: AtomicBool::new(false),
+        };
+        shared.store(&initial);
+        shared
+    }
+
+    /// Publishes a whole parameter set. Writers must not overlap: `control::Controls` serialises
+    /// them; the RT thread never writes.
+    pub fn store(&self, p: &Params) {
+        self.sequence.fetch_add(1, Ordering::AcqRel);
+        self.strength.store(p.strength.to_bits(), Ordering::Release);
+        self.manual.store(p.mode == Mode::Manual, Ordering::Release);
+        self.target_hz.store(p.target_hz.to_bits(), Ordering::Release);
+        self.retune_ms.store(p.retune_ms.to_bits(), Ordering::Release);
+        self.tuning_hz.store(p.tuning_hz.to_bits(), Ordering::Release);
+        self.scale_mask.store(u32::from(p.scale_mask), Ordering::Release);
+        self.bypass.store(p.bypass, Ordering::Release);
+        self.sequence.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A consistent snapshot, or `None` if a write overlapped the read. Never waits.
+    pub fn try_load(&self) -> Option<Params> {
+        let before = self.sequence.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            return None;
+        }
+        let p = Params {
+            strength: f32::from_bits(self.strength.load(Ordering::Acquire)),
+            mode: if self.manual.load(Ordering::Acquire) { Mode::Manual } else { Mode::Auto },
+            target_hz: f32::from_bits(self.target_hz.load(Ordering::Acquire)),
+            retune_ms: f32::from_bits(self.retune_ms.load(Ordering::Acquire)),
+            tuning_hz: f32::from_bits(self.tuning_hz.load(Ordering::Acquire)),
+            scale_mask: self.scale_mask.load(Ordering::Acquire) as u16,
+            bypass: self.bypass.load(Ordering::Acquire),
+        };
+        // The field loads above must not drift past the second sequence read.
+        fence(Ordering::Acquire);
+        (self.sequence.load(Ordering::Relaxed) == before).then_some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_set_loads_back_whole() {
+        let shared = SharedParams::new(Params::default());
+        let p = Params { strength: 0.25, mode: Mode::Manual, target_hz: 220.0, scale_mask: 0b1010_1011_0101, ..Params::default() };
+        shared.store(&p);
+        assert_eq!(shared.try_load(), Some(p));
+    }
+
+    #[test]
+    fn a_reader_never_sees_half_a_write() {
+        use std::sync::Arc;
+        let shared = Arc::new(SharedParams::new(Params::default()));
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    let v = (i % 100) as f32;
+                    shared.store(&Params { strength: v, target_hz: v, retune_ms: v, tuning_hz: v, ..Params::default() });
+                }
+            })
+        };
+        let mut seen = 0;
+        while !writer.is_finished() || seen == 0 {
+            if let Some(p) = shared.try_load() {
+                assert!(p.strength == p.target_hz && p.target_hz == p.retune_ms && p.retune_ms == p.tuning_hz);
+                seen += 1;
+            }
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn modes_parse_by_name() {
+        assert_eq!(Mode::parse("AUTO"), Some(Mode::Auto));
+        assert_eq!(Mode::parse("manual"), Some(Mode::Manual));
+        assert_eq!(Mode::parse("midi"), None);
+    }
+}

@@ -1,0 +1,284 @@
+//! Helpers shared by the integration tests: a private jackd, the daemon binary, a JACK test
+//! client that plays and records, an OSC client, ONNX Runtime, and an independent pitch meter.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use autotuned::model::Runtime;
+use rosc::{OscMessage, OscPacket, OscType};
+
+pub const RATE: u32 = 44_100;
+
+/// One ONNX Runtime per test process (ONNX Runtime allows one environment per process).
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| autotuned::model::start_runtime(None).expect("ONNX Runtime (run `make ort`)"))
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A name no other test, test binary or run on this machine uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+}
+
+/// JACK clients read the server name from the environment, so tests that talk to JACK run one
+/// at a time within a test binary.
+pub fn jack_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A private jackd with the dummy backend, killed on drop.
+pub struct JackServer {
+    pub name: String,
+    child: Child,
+}
+
+impl JackServer {
+    pub fn start(rate: u32, period: u32) -> JackServer {
+        let name = unique("at-srv");
+        let child = Command::new("jackd")
+            .args(["-n", &name, "--no-realtime", "-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
+            .env("JACK_DEFAULT_SERVER", &name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jackd (apt install jackd2)");
+        let server = JackServer { name, child };
+        wait_for(Duration::from_secs(10), "jackd to start", || server.ports().is_some());
+        // SAFETY-free but process-wide: only test code holding `jack_lock` reads it.
+        std::env::set_var("JACK_DEFAULT_SERVER", &server.name);
+        server
+    }
+
+    /// The server's ports, or None while it is not answering.
+    pub fn ports(&self) -> Option<Vec<String>> {
+        let out = Command::new("jack_lsp")
+            .env("JACK_DEFAULT_SERVER", &self.name)
+            .env("JACK_NO_START_SERVER", "1")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+    }
+}
+
+impl Drop for JackServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The daemon binary under test, killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub client: String,
+    pub osc: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `autotuned` on `server` with a unique client name and OSC port, plus `extra`
+    /// `--set` overrides and environment.
+    pub fn start(server: &JackServer, config: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let client = unique("autotuned");
+        let port = free_udp_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_autotuned"));
+        cmd.current_dir(root());
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["--set", &format!("jack.server_name={}", server.name)])
+            .args(["--set", &format!("jack.client_name={client}")])
+            .args(["--set", &format!("osc.bind=127.0.0.1:{port}")]);
+        for e in extra {
+            cmd.args(["--set", e]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.env("RUST_LOG", "info").stdout(Stdio::null()).spawn().expect("the autotuned binary");
+        let daemon = Daemon { child, client, osc: SocketAddr::from(([127, 0, 0, 1], port)) };
+        let osc = OscClient::new();
+        wait_for(Duration::from_secs(30), "the daemon to answer OSC", || osc.request(daemon.osc, "/autotune/ping", vec![]).is_some());
+        daemon
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let status = Command::new("kill").args([format!("-{signal}"), self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(start.elapsed() < limit, "the daemon did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn status(&self) -> Vec<OscType> {
+        match OscClient::new().request(self.osc, "/autotune/status", vec![]) {
+            Some(m) if m.addr == "/autotune/status.reply" => m.args,
+            other => panic!("no status reply: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real UDP OSC client (rosc encoder/decoder).
+pub struct OscClient {
+    pub socket: UdpSocket,
+}
+
+impl OscClient {
+    pub fn new() -> OscClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        OscClient { socket }
+    }
+
+    pub fn send(&self, to: SocketAddr, addr: &str, args: Vec<OscType>) {
+        let bytes = rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap();
+        self.socket.send_to(&bytes, to).unwrap();
+    }
+
+    pub fn send_raw(&self, to: SocketAddr, bytes: &[u8]) {
+        self.socket.send_to(bytes, to).unwrap();
+    }
+
+    /// The next message received, if any within the timeout.
+    pub fn receive(&self) -> Option<OscMessage> {
+        let mut buf = [0u8; 65_536];
+        let (len, _) = self.socket.recv_from(&mut buf).ok()?;
+        match rosc::decoder::decode_udp(&buf[..len]).ok()?.1 {
+            OscPacket::Message(m) => Some(m),
+            OscPacket::Bundle(_) => None,
+        }
+    }
+
+    pub fn request(&self, to: SocketAddr, addr: &str, args: Vec<OscType>) -> Option<OscMessage> {
+        self.send(to, addr, args);
+        self.receive()
+    }
+}
+
+/// A JACK client that plays `signal` (looping) into the daemon and records its output.
+pub struct TestClient {
+    client: jack::AsyncClient<(), Recorder>,
+    recorded: rtrb::Consumer<f32>,
+}
+
+pub struct Recorder {
+    out: jack::Port<jack::AudioOut>,
+    inp: jack::Port<jack::AudioIn>,
+    signal: Vec<f32>,
+    position: usize,
+    recorded: rtrb::Producer<f32>,
+}
+
+impl jack::ProcessHandler for Recorder {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        for y in self.out.as_mut_slice(ps) {
+            *y = self.signal[self.position];
+            self.position = (self.position + 1) % self.signal.len();
+        }
+        for x in self.inp.as_slice(ps) {
+            let _ = self.recorded.push(*x);
+        }
+        jack::Control::Continue
+    }
+}
+
+impl TestClient {
+    /// Connects to the daemon `target` ("<client>") on the current server; plays from the start.
+    pub fn start(target: &str, signal: Vec<f32>, max_seconds: usize) -> TestClient {
+        let name = unique("at-test");
+        let (client, _) = jack::Client::new(&name, jack::ClientOptions::NO_START_SERVER).expect("test JACK client");
+        let out = client.register_port("play", jack::AudioOut::default()).unwrap();
+        let inp = client.register_port("rec", jack::AudioIn::default()).unwrap();
+        let (producer, recorded) = rtrb::RingBuffer::new(RATE as usize * max_seconds);
+        let play = out.name().unwrap();
+        let rec = inp.name().unwrap();
+        let active = client.activate_async((), Recorder { out, inp, signal, position: 0, recorded: producer }).unwrap();
+        active.as_client().connect_ports_by_name(&play, &format!("{target}:in")).unwrap();
+        active.as_client().connect_ports_by_name(&format!("{target}:out"), &rec).unwrap();
+        TestClient { client: active, recorded }
+    }
+
+    /// Waits until `seconds` of audio more have been recorded, and returns everything so far.
+    pub fn record(&mut self, seconds: f32, into: &mut Vec<f32>) {
+        let want = into.len() + (seconds * RATE as f32) as usize;
+        wait_for(Duration::from_secs_f32(seconds * 4.0 + 10.0), "recorded audio", || {
+            while let Ok(x) = self.recorded.pop() {
+                into.push(x);
+            }
+            into.len() >= want
+        });
+    }
+
+    pub fn close(self) {
+        let _ = self.client.deactivate();
+    }
+}
+
+pub fn sine(freq: f32, seconds: f32, amplitude: f32) -> Vec<f32> {
+    (0..(seconds * RATE as f32) as usize)
+        .map(|i| amplitude * (std::f32::consts::TAU * freq * i as f32 / RATE as f32).sin())
+        .collect()
+}
+
+/// Frequency of a near-sinusoid by counting rising zero crossings with linear interpolation:
+/// an estimator unrelated to the model's YIN.
+pub fn zero_crossing_hz(signal: &[f32]) -> f32 {
+    let mut crossings = Vec::new();
+    for i in 1..signal.len() {
+        let (a, b) = (signal[i - 1], signal[i]);
+        if a < 0.0 && b >= 0.0 {
+            crossings.push((i - 1) as f64 + f64::from(a / (a - b)));
+        }
+    }
+    assert!(crossings.len() > 10, "no periodic signal to measure");
+    let span = crossings[crossings.len() - 1] - crossings[0];
+    ((crossings.len() - 1) as f64 / span * f64::from(RATE)) as f32
+}
+
+pub fn cents(freq: f32, reference: f32) -> f32 {
+    1200.0 * (freq / reference).log2()
+}

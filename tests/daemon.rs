@@ -1,0 +1,180 @@
+//! End to end: the real `autotuned` binary under a private jackd (dummy backend), with a JACK
+//! test client playing into it and recording it, OSC over real UDP, and real signals.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::*;
+use rosc::OscType;
+
+/// Latency of the default model at 44.1 kHz (its `latency_samples` metadata).
+const MODEL_LATENCY: usize = 222;
+const SIGHUP: i32 = 1;
+const SIGTERM: i32 = 15;
+
+#[test]
+fn corrects_a_detuned_tone_to_the_target_note() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, Some(&root().join("config/autotuned.toml")), &[], &[]);
+    let osc = OscClient::new();
+    osc.send(daemon.osc, "/autotune/target/note", vec![OscType::Int(57)]);
+    assert_eq!(osc.request(daemon.osc, "/autotune/mode", vec![]).unwrap().args, vec![OscType::String("manual".into())]);
+
+    let sung = 220.0 * 2f32.powf(40.0 / 1200.0);
+    let mut client = TestClient::start(&daemon.client, sine(sung, 1.0, 0.3), 8);
+    let mut recorded = Vec::new();
+    client.record(3.0, &mut recorded);
+    client.close();
+
+    let tail = &recorded[recorded.len() - RATE as usize..];
+    assert!(tail.iter().all(|x| x.is_finite()));
+    let measured = zero_crossing_hz(tail);
+    let error = cents(measured, 220.0);
+    assert!(error.abs() <= 5.0, "output at {measured:.2} Hz, {error:.2} cents from A3 (input {:.1} cents)", cents(sung, 220.0));
+}
+
+#[test]
+fn bypass_is_bit_identical_after_the_known_delay() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &["tuning.bypass=true"], &[]);
+    // A signal that never repeats within the window, so only the true alignment matches.
+    let played: Vec<f32> = (0..RATE as usize * 4).map(|i| ((i * 7919 % 10007) as f32 / 10007.0 - 0.5) * 0.5).collect();
+    let mut client = TestClient::start(&daemon.client, played.clone(), 8);
+    let mut recorded = Vec::new();
+    client.record(2.0, &mut recorded);
+    client.close();
+
+    let start = recorded.iter().position(|x| *x != 0.0).expect("the daemon's output stayed silent");
+    let window = &recorded[start..start + 20_000];
+    let offset = played.windows(8).position(|w| w == &window[..8]).expect("output is not a copy of the input");
+    assert_eq!(&played[offset..offset + window.len()], window, "bypassed output differs from the input");
+    // Recording and playing share the same cycles: the lag is the model latency plus whole
+    // JACK periods (the graph's feedback loop through the test client).
+    let lag = start - offset;
+    assert_eq!((lag - MODEL_LATENCY) % 512, 0, "lag {lag} is not {MODEL_LATENCY} + whole periods");
+}
+
+#[test]
+fn sighup_swaps_the_model_without_a_gap_and_a_corrupt_one_is_refused() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let dir = std::env::temp_dir().join(common::unique("at-models"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("models/autotune.onnx"), dir.join("autotune.onnx")).unwrap();
+    std::fs::copy(fixture("gain.onnx"), dir.join("gain.onnx")).unwrap();
+    std::fs::copy(fixture("corrupt.onnx"), dir.join("corrupt.onnx")).unwrap();
+    let config = dir.join("autotuned.toml");
+    let write_config = |file: &str| std::fs::write(&config, format!("[model]\ndir = {:?}\nfile = {file:?}\n", dir.display().to_string())).unwrap();
+    write_config("autotune.onnx");
+    let daemon = Daemon::start(&server, Some(&config), &[], &[]);
+    assert!(model_name(&daemon).starts_with("autotune-yin-2head"));
+
+    let mut client = TestClient::start(&daemon.client, sine(200.0, 1.0, 0.3), 12);
+    let mut recorded = Vec::new();
+    client.record(1.0, &mut recorded);
+    write_config("gain.onnx");
+    daemon.signal(SIGHUP);
+    wait_for(Duration::from_secs(10), "the gain model", || model_name(&daemon).starts_with("gain-half"));
+    client.record(1.0, &mut recorded);
+
+    write_config("corrupt.onnx");
+    daemon.signal(SIGHUP);
+    client.record(1.0, &mut recorded);
+    assert!(model_name(&daemon).starts_with("gain-half"), "a corrupt model replaced the running one");
+    client.close();
+
+    assert!(recorded.iter().all(|x| x.is_finite()), "NaN or inf reached the graph");
+    let start = recorded.iter().position(|x| x.abs() > 0.01).unwrap();
+    let longest_silence = longest_run(&recorded[start..], |x| x.abs() < 1e-4);
+    assert!(longest_silence <= 512, "a silence of {longest_silence} samples after the audio started");
+    // After the swap the output is the input at half gain: peak 0.15.
+    let tail = &recorded[recorded.len() - 10_000..];
+    let peak = tail.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!((peak - 0.15).abs() < 0.01, "peak {peak} after swapping to the half-gain model");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ready_reaches_notify_socket_and_sigterm_exits_zero() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let socket_path = std::env::temp_dir().join(format!("{}.sock", common::unique("at-notify")));
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut daemon = Daemon::start(&server, None, &[], &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 4096];
+    let mut messages = String::new();
+    while !messages.contains("READY=1") {
+        let len = socket.recv(&mut buf).expect("no sd_notify message");
+        messages.push_str(&String::from_utf8_lossy(&buf[..len]));
+        messages.push('\n');
+    }
+    assert!(messages.contains("STATUS=running"), "{messages}");
+    daemon.signal(SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    std::fs::remove_file(&socket_path).unwrap();
+}
+
+#[test]
+fn deeply_nested_bundle_gets_an_error_and_the_daemon_lives() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let osc = OscClient::new();
+    osc.send_raw(daemon.osc, &nested_bundles(3000));
+    let reply = osc.receive().expect("an error reply");
+    assert_eq!(reply.addr, "/autotune/error");
+    assert_eq!(reply.args[1], OscType::Int(5));
+    assert_eq!(osc.request(daemon.osc, "/autotune/ping", vec![]).unwrap().addr, "/autotune/pong");
+}
+
+#[test]
+fn wrong_period_passes_audio_through_and_says_why() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 256);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let status = daemon.status();
+    let OscType::String(state) = &status[7] else { panic!("{status:?}") };
+    assert!(state.starts_with("passthrough") && state.contains("256"), "{state}");
+    let played = sine(300.0, 1.0, 0.3);
+    let mut client = TestClient::start(&daemon.client, played.clone(), 6);
+    let mut recorded = Vec::new();
+    client.record(1.0, &mut recorded);
+    client.close();
+    let start = recorded.iter().position(|x| *x != 0.0).unwrap();
+    let offset = played.windows(4).position(|w| w == &recorded[start..start + 4]).expect("not a copy of the input");
+    assert_eq!(&played[offset..offset + 8000], &recorded[start..start + 8000]);
+}
+
+fn model_name(daemon: &Daemon) -> String {
+    match &daemon.status()[6] {
+        OscType::String(s) => s.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn longest_run(samples: &[f32], quiet: impl Fn(f32) -> bool) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for &x in samples {
+        run = if quiet(x) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// `depth` bundles, each holding the next, the innermost holding a ping.
+pub fn nested_bundles(depth: usize) -> Vec<u8> {
+    let mut packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage { addr: "/autotune/ping".into(), args: vec![] })).unwrap();
+    for _ in 0..depth {
+        let mut bundle = b"#bundle\0".to_vec();
+        bundle.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+        bundle.extend_from_slice(&packet);
+        packet = bundle;
+    }
+    packet
+}
