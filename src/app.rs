@@ -94,7 +94,9 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         controls.shared(),
         Arc::clone(&meters),
     );
-    let (jack, failed) = client.activate(&settings.jack, processor, model_rate, Arc::clone(&status)).context("starting the JACK node")?;
+    let (jack, failed) = client
+        .activate(&settings.jack, processor, model_rate, Arc::clone(&status))
+        .context("starting the JACK node")?;
     for f in failed {
         log::warn!("JACK connection failed: {f}");
     }
@@ -102,9 +104,10 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
 
     let (request_tx, requests) = mpsc::channel();
     let osc_stop = Arc::new(AtomicBool::new(false));
-    let service = OscService::new(&settings.osc, Arc::clone(&controls), Arc::clone(&status), Arc::clone(&meters), request_tx);
-    let (osc_thread, osc_addr) =
-        osc::spawn(&settings.osc.bind, service, Arc::clone(&osc_stop)).with_context(|| format!("binding OSC to {}", settings.osc.bind))?;
+    let service =
+        OscService::new(&settings.osc, Arc::clone(&controls), Arc::clone(&status), Arc::clone(&meters), request_tx);
+    let (osc_thread, osc_addr) = osc::spawn(&settings.osc.bind, service, Arc::clone(&osc_stop))
+        .with_context(|| format!("binding OSC to {}", settings.osc.bind))?;
     log::info!("OSC on udp://{osc_addr}{}", settings.osc.root);
 
     let summary = status.summary(&meters);
@@ -132,7 +135,13 @@ fn notify(states: &[NotifyState]) {
 }
 
 impl Supervisor {
-    fn serve(&mut self, jack: &JackNode, requests: &Receiver<Request>, terminate: &AtomicBool, reload: &AtomicBool) -> Result<()> {
+    fn serve(
+        &mut self,
+        jack: &JackNode,
+        requests: &Receiver<Request>,
+        terminate: &AtomicBool,
+        reload: &AtomicBool,
+    ) -> Result<()> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut last_summary = String::new();
@@ -175,9 +184,13 @@ impl Supervisor {
     fn drain(&mut self) {
         while let Ok(event) = self.events.pop() {
             match event {
-                RtEvent::Fault { kind, block } => log::warn!("model fault at block {block}: {kind:?}; that block played dry"),
+                RtEvent::Fault { kind, block } => {
+                    log::warn!("model fault at block {block}: {kind:?}; that block played dry")
+                }
                 RtEvent::ModelUnloaded { after_faults } => {
-                    log::error!("model unloaded after {after_faults} consecutive faults; audio passes through until a reload");
+                    log::error!(
+                        "model unloaded after {after_faults} consecutive faults; audio passes through until a reload"
+                    );
                     self.status.set_model("none (unloaded after faults)");
                     self.has_model = false;
                     self.update_state();

@@ -12,7 +12,10 @@ use autotuned::rt::{Mode, Params};
 use autotuned::settings::Settings;
 
 #[derive(Parser)]
-#[command(version, about = "Real-time pitch correction for JACK and PipeWire, running an ONNX model in the audio callback")]
+#[command(
+    version,
+    about = "Real-time pitch correction for JACK and PipeWire, running an ONNX model in the audio callback"
+)]
 struct Cli {
     /// TOML settings file (see config/autotuned.toml).
     #[arg(long, short, global = true)]

@@ -42,9 +42,11 @@ pub enum ModelError {
     Tensor { path: PathBuf, name: String, expected: String, found: String },
     #[error("{path}: required {kind} `{name}` is missing ({what})")]
     Missing { path: PathBuf, kind: &'static str, name: &'static str, what: &'static str },
-    #[error("{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
+    #[error(
+        "{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
              (audio_buffer, target_pitch, correction_strength, scale_mask, tuning_hz, retune_ms, \
-             and state inputs X that have an output X_out)")]
+             and state inputs X that have an output X_out)"
+    )]
     UnknownInput { path: PathBuf, name: String },
     #[error("{path}: metadata `{key}` = {value:?}: {reason}")]
     Metadata { path: PathBuf, key: &'static str, value: String, reason: String },
@@ -122,9 +124,8 @@ fn wheel_library(capi: &Path) -> Option<PathBuf> {
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     entries.sort();
     entries
 }
@@ -199,7 +200,8 @@ impl Runtime {
     /// A session configured for the RT thread: one intra-op and one inter-op thread, no
     /// spinning, every graph optimisation.
     pub fn session(&self, path: &Path) -> Result<Session, ModelError> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::Read { path: path.to_owned(), reason: e.to_string() })?;
+        let bytes =
+            std::fs::read(path).map_err(|e| ModelError::Read { path: path.to_owned(), reason: e.to_string() })?;
         if bytes.is_empty() {
             return Err(ModelError::Read { path: path.to_owned(), reason: "the file is empty".into() });
         }
@@ -218,9 +220,16 @@ impl Runtime {
                 reason: format!("the server runs at {rate} Hz; use a model made for {rate} Hz"),
             });
         }
-        let mut inference = Inference::new(session, &contract.inputs, &contract.outputs, contract.slots.clone(), contract.latency_samples)
-            .map_err(|source| ModelError::Allocate { path: path.to_owned(), source })?;
-        warm_up(&mut inference, contract.sample_rate).map_err(|reason| ModelError::WarmUp { path: path.to_owned(), reason })?;
+        let mut inference = Inference::new(
+            session,
+            &contract.inputs,
+            &contract.outputs,
+            contract.slots.clone(),
+            contract.latency_samples,
+        )
+        .map_err(|source| ModelError::Allocate { path: path.to_owned(), source })?;
+        warm_up(&mut inference, contract.sample_rate)
+            .map_err(|reason| ModelError::WarmUp { path: path.to_owned(), reason })?;
         Ok((inference, contract))
     }
 }
@@ -386,8 +395,10 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
         Ok(Some(outputs.len() - 1))
     };
     let missing_output = |name, what| ModelError::Missing { path: path.to_owned(), kind: "output", name, what };
-    let corrected = take_output("corrected_audio", &[1, BLOCK])?.ok_or_else(|| missing_output("corrected_audio", "f32 [1, 512]"))?;
-    let confidence = take_output("confidence", &[1, 1])?.ok_or_else(|| missing_output("confidence", "f32 [1, 1] 0..1"))?;
+    let corrected = take_output("corrected_audio", &[1, BLOCK])?
+        .ok_or_else(|| missing_output("corrected_audio", "f32 [1, 512]"))?;
+    let confidence =
+        take_output("confidence", &[1, 1])?.ok_or_else(|| missing_output("confidence", "f32 [1, 1] 0..1"))?;
     let detected = take_output("detected_pitch", &[1, 1])?;
     let mut state = Vec::new();
     for (index, (name, shape)) in inputs.iter().enumerate() {

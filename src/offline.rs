@@ -14,11 +14,22 @@ use crate::BLOCK;
 
 /// Corrects `input` into `output` (32-bit float WAV) with `params`; the output is aligned with
 /// the input (the model's latency is removed). Returns the number of model faults.
-pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path, params: Params, progress: bool) -> Result<u64> {
+pub fn process_file(
+    runtime: &Runtime,
+    model: &Path,
+    input: &Path,
+    output: &Path,
+    params: Params,
+    progress: bool,
+) -> Result<u64> {
     let mut reader = hound::WavReader::open(input).with_context(|| format!("reading {}", input.display()))?;
     let spec = reader.spec();
     if spec.channels != 1 {
-        bail!("{}: {} channels; autotuned processes mono files (split the channels first)", input.display(), spec.channels);
+        bail!(
+            "{}: {} channels; autotuned processes mono files (split the channels first)",
+            input.display(),
+            spec.channels
+        );
     }
     let (inference, contract) = runtime.load(model, None)?;
     if spec.sample_rate != contract.sample_rate {
@@ -51,7 +62,10 @@ pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path
     let total = samples.len() + latency;
     let blocks = total.div_ceil(BLOCK);
     let bar = if progress { ProgressBar::new(blocks as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut corrected = Vec::with_capacity(blocks * BLOCK);
     let mut block_in = [0.0f32; BLOCK];
     let mut block_out = [0.0f32; BLOCK];
@@ -65,8 +79,14 @@ pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let out_spec = hound::WavSpec { channels: 1, sample_rate: spec.sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-    let mut writer = hound::WavWriter::create(output, out_spec).with_context(|| format!("writing {}", output.display()))?;
+    let out_spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: spec.sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer =
+        hound::WavWriter::create(output, out_spec).with_context(|| format!("writing {}", output.display()))?;
     for &s in &corrected[latency..latency + samples.len()] {
         writer.write_sample(s)?;
     }

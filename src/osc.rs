@@ -104,12 +104,18 @@ struct RateLimit {
 
 impl RateLimit {
     fn new(per_second: u32) -> RateLimit {
-        RateLimit { per_second: f64::from(per_second), tokens: f64::from(per_second), last: Instant::now(), suppressed: 0 }
+        RateLimit {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            last: Instant::now(),
+            suppressed: 0,
+        }
     }
 
     fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.per_second);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.per_second);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -182,7 +188,9 @@ impl OscService {
         let to = if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) };
         let mut out = Vec::new();
         let packet = match check_nesting(bytes).and_then(|()| {
-            rosc::decoder::decode_udp(bytes).map(|(_, p)| p).map_err(|e| fault(ErrorCode::Malformed, format!("cannot decode: {e}")))
+            rosc::decoder::decode_udp(bytes)
+                .map(|(_, p)| p)
+                .map_err(|e| fault(ErrorCode::Malformed, format!("cannot decode: {e}")))
         }) {
             Ok(p) => p,
             Err(f) => {
@@ -192,8 +200,9 @@ impl OscService {
         };
         let mut messages = Vec::new();
         flatten(packet, &mut messages);
-        let outcomes: Vec<(String, Outcome)> =
-            self.controls.update(|params| messages.into_iter().map(|m| (m.addr.clone(), self.apply(params, m))).collect());
+        let outcomes: Vec<(String, Outcome)> = self
+            .controls
+            .update(|params| messages.into_iter().map(|m| (m.addr.clone(), self.apply(params, m))).collect());
         for (addr, outcome) in outcomes {
             match outcome {
                 Outcome::Reply(m) => out.push((to, OscPacket::Message(m))),
@@ -204,10 +213,18 @@ impl OscService {
         out
     }
 
-    fn error(&mut self, out: &mut Vec<(SocketAddr, OscPacket)>, to: SocketAddr, path: &str, code: ErrorCode, msg: &str) {
+    fn error(
+        &mut self,
+        out: &mut Vec<(SocketAddr, OscPacket)>,
+        to: SocketAddr,
+        path: &str,
+        code: ErrorCode,
+        msg: &str,
+    ) {
         log::debug!("OSC from {to}: {path}: {msg}");
         if self.errors.allow() {
-            let args = vec![OscType::String(path.to_owned()), OscType::Int(code as i32), OscType::String(msg.to_owned())];
+            let args =
+                vec![OscType::String(path.to_owned()), OscType::Int(code as i32), OscType::String(msg.to_owned())];
             out.push((to, OscPacket::Message(OscMessage { addr: format!("{}/error", self.root), args })));
         }
     }
@@ -227,10 +244,16 @@ impl OscService {
             "/strength" => self.set_number(p, &m, STRENGTH, |p| p.strength, |p, v| p.strength = v),
             "/retune/ms" => self.set_number(p, &m, RETUNE_MS, |p| p.retune_ms, |p, v| p.retune_ms = v),
             "/tuning" => self.set_number(p, &m, TUNING_HZ, |p| p.tuning_hz, |p, v| p.tuning_hz = v),
-            "/target/hz" => self.set_number(p, &m, TARGET_HZ, |p| p.target_hz, |p, v| {
-                p.target_hz = v;
-                p.mode = Mode::Manual;
-            }),
+            "/target/hz" => self.set_number(
+                p,
+                &m,
+                TARGET_HZ,
+                |p| p.target_hz,
+                |p, v| {
+                    p.target_hz = v;
+                    p.mode = Mode::Manual;
+                },
+            ),
             "/target/note" if query => self.reply(&m.addr, float(note_of(p.target_hz, p.tuning_hz))),
             "/target/note" => match single_number(&m) {
                 Err(e) => e,
@@ -241,7 +264,10 @@ impl OscService {
                         p.mode = Mode::Manual;
                         Outcome::Changed
                     } else {
-                        Outcome::Error(ErrorCode::OutOfRange, format!("note {note} is {hz:.1} Hz, outside {}..{} Hz", TARGET_HZ.0, TARGET_HZ.1))
+                        Outcome::Error(
+                            ErrorCode::OutOfRange,
+                            format!("note {note} is {hz:.1} Hz, outside {}..{} Hz", TARGET_HZ.0, TARGET_HZ.1),
+                        )
                     }
                 }
             },
@@ -278,7 +304,12 @@ impl OscService {
                 let name = match m.args.as_slice() {
                     [] => None,
                     [OscType::String(s)] => Some(s.clone()),
-                    _ => return Outcome::Error(ErrorCode::BadArguments, "expects no argument or a model file name".into()),
+                    _ => {
+                        return Outcome::Error(
+                            ErrorCode::BadArguments,
+                            "expects no argument or a model file name".into(),
+                        )
+                    }
                 };
                 match self.requests.send(Request::ReloadModel(name)) {
                     Ok(()) => Outcome::Changed,
@@ -332,7 +363,9 @@ fn single_number(m: &OscMessage) -> Result<f64, Outcome> {
         [arg] => number(arg)
             .filter(|v| v.is_finite())
             .ok_or_else(|| Outcome::Error(ErrorCode::BadArguments, format!("expects a finite number, got {arg:?}"))),
-        args => Err(Outcome::Error(ErrorCode::BadArguments, format!("expects one number, got {} arguments", args.len()))),
+        args => {
+            Err(Outcome::Error(ErrorCode::BadArguments, format!("expects one number, got {} arguments", args.len())))
+        }
     }
 }
 

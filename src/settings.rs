@@ -20,7 +20,7 @@ pub enum SettingsError {
     Override(String),
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub jack: JackSettings,
@@ -81,21 +81,14 @@ pub struct LogSettings {
     pub level: String,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            jack: JackSettings::default(),
-            model: ModelSettings::default(),
-            osc: OscSettings::default(),
-            tuning: TuningSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
-}
-
 impl Default for JackSettings {
     fn default() -> Self {
-        JackSettings { client_name: "autotuned".into(), server_name: String::new(), connect_inputs: vec![], connect_outputs: vec![] }
+        JackSettings {
+            client_name: "autotuned".into(),
+            server_name: String::new(),
+            connect_inputs: vec![],
+            connect_outputs: vec![],
+        }
     }
 }
 
@@ -113,7 +106,14 @@ impl Default for OscSettings {
 
 impl Default for TuningSettings {
     fn default() -> Self {
-        TuningSettings { mode: "auto".into(), strength: 1.0, target_hz: 440.0, retune_ms: 0.0, tuning_hz: 440.0, bypass: false }
+        TuningSettings {
+            mode: "auto".into(),
+            strength: 1.0,
+            target_hz: 440.0,
+            retune_ms: 0.0,
+            tuning_hz: 440.0,
+            bypass: false,
+        }
     }
 }
 
@@ -137,16 +137,21 @@ impl Settings {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
         }
         builder = builder.add_source(
-            Environment::with_prefix("AUTOTUNED").prefix_separator("_").separator("__").try_parsing(true).list_separator(",").with_list_parse_key("jack.connect_inputs").with_list_parse_key("jack.connect_outputs"),
+            Environment::with_prefix("AUTOTUNED")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("jack.connect_inputs")
+                .with_list_parse_key("jack.connect_outputs"),
         );
         for o in overrides {
             let (key, value) = o.split_once('=').ok_or_else(|| SettingsError::Override(o.clone()))?;
-            builder = builder.set_override(key.trim(), value.trim()).map_err(|e| SettingsError::Parse(e.to_string()))?;
+            builder =
+                builder.set_override(key.trim(), value.trim()).map_err(|e| SettingsError::Parse(e.to_string()))?;
         }
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| SettingsError::Parse(e.to_string()))?;
+        let settings: Settings =
+            builder.build().and_then(|c| c.try_deserialize()).map_err(|e| SettingsError::Parse(e.to_string()))?;
         settings.check()?;
         Ok(settings)
     }
@@ -164,25 +169,53 @@ impl Settings {
         range("tuning.retune_ms", self.tuning.retune_ms, RETUNE_MS)?;
         range("tuning.tuning_hz", self.tuning.tuning_hz, TUNING_HZ)?;
         if Mode::parse(&self.tuning.mode).is_none() {
-            return Err(SettingsError::Invalid { key: "tuning.mode", value: self.tuning.mode.clone(), reason: "must be auto or manual".into() });
+            return Err(SettingsError::Invalid {
+                key: "tuning.mode",
+                value: self.tuning.mode.clone(),
+                reason: "must be auto or manual".into(),
+            });
         }
         if self.osc.bind.parse::<SocketAddr>().is_err() {
-            return Err(SettingsError::Invalid { key: "osc.bind", value: self.osc.bind.clone(), reason: "must be address:port, e.g. 127.0.0.1:9000".into() });
+            return Err(SettingsError::Invalid {
+                key: "osc.bind",
+                value: self.osc.bind.clone(),
+                reason: "must be address:port, e.g. 127.0.0.1:9000".into(),
+            });
         }
         if !self.osc.root.starts_with('/') || self.osc.root.len() < 2 || self.osc.root.ends_with('/') {
-            return Err(SettingsError::Invalid { key: "osc.root", value: self.osc.root.clone(), reason: "must look like /autotune".into() });
+            return Err(SettingsError::Invalid {
+                key: "osc.root",
+                value: self.osc.root.clone(),
+                reason: "must look like /autotune".into(),
+            });
         }
         if !(1..=1000).contains(&self.osc.errors_per_second) {
-            return Err(SettingsError::Invalid { key: "osc.errors_per_second", value: self.osc.errors_per_second.to_string(), reason: "must be in 1..=1000".into() });
+            return Err(SettingsError::Invalid {
+                key: "osc.errors_per_second",
+                value: self.osc.errors_per_second.to_string(),
+                reason: "must be in 1..=1000".into(),
+            });
         }
         if self.jack.client_name.is_empty() || self.jack.client_name.len() > 63 {
-            return Err(SettingsError::Invalid { key: "jack.client_name", value: self.jack.client_name.clone(), reason: "must be 1..=63 characters".into() });
+            return Err(SettingsError::Invalid {
+                key: "jack.client_name",
+                value: self.jack.client_name.clone(),
+                reason: "must be 1..=63 characters".into(),
+            });
         }
         if self.model.file.is_empty() || Path::new(&self.model.file).components().count() != 1 {
-            return Err(SettingsError::Invalid { key: "model.file", value: self.model.file.clone(), reason: "must be a file name inside model.dir".into() });
+            return Err(SettingsError::Invalid {
+                key: "model.file",
+                value: self.model.file.clone(),
+                reason: "must be a file name inside model.dir".into(),
+            });
         }
         if log_level(&self.log.level).is_none() {
-            return Err(SettingsError::Invalid { key: "log.level", value: self.log.level.clone(), reason: "must be error, warn, info, debug or trace".into() });
+            return Err(SettingsError::Invalid {
+                key: "log.level",
+                value: self.log.level.clone(),
+                reason: "must be error, warn, info, debug or trace".into(),
+            });
         }
         Ok(())
     }

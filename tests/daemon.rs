@@ -33,7 +33,11 @@ fn corrects_a_detuned_tone_to_the_target_note() {
     assert!(tail.iter().all(|x| x.is_finite()));
     let measured = zero_crossing_hz(tail);
     let error = cents(measured, 220.0);
-    assert!(error.abs() <= 5.0, "output at {measured:.2} Hz, {error:.2} cents from A3 (input {:.1} cents)", cents(sung, 220.0));
+    assert!(
+        error.abs() <= 5.0,
+        "output at {measured:.2} Hz, {error:.2} cents from A3 (input {:.1} cents)",
+        cents(sung, 220.0)
+    );
 }
 
 #[test]
@@ -68,7 +72,9 @@ fn sighup_swaps_the_model_without_a_gap_and_a_corrupt_one_is_refused() {
     std::fs::copy(fixture("gain.onnx"), dir.join("gain.onnx")).unwrap();
     std::fs::copy(fixture("corrupt.onnx"), dir.join("corrupt.onnx")).unwrap();
     let config = dir.join("autotuned.toml");
-    let write_config = |file: &str| std::fs::write(&config, format!("[model]\ndir = {:?}\nfile = {file:?}\n", dir.display().to_string())).unwrap();
+    let write_config = |file: &str| {
+        std::fs::write(&config, format!("[model]\ndir = {:?}\nfile = {file:?}\n", dir.display().to_string())).unwrap()
+    };
     write_config("autotune.onnx");
     let daemon = Daemon::start(&server, Some(&config), &[], &[]);
     assert!(model_name(&daemon).starts_with("autotune-yin-2head"));
@@ -168,7 +174,11 @@ fn longest_run(samples: &[f32], quiet: impl Fn(f32) -> bool) -> usize {
 
 /// `depth` bundles, each holding the next, the innermost holding a ping.
 pub fn nested_bundles(depth: usize) -> Vec<u8> {
-    let mut packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage { addr: "/autotune/ping".into(), args: vec![] })).unwrap();
+    let mut packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+        addr: "/autotune/ping".into(),
+        args: vec![],
+    }))
+    .unwrap();
     for _ in 0..depth {
         let mut bundle = b"#bundle\0".to_vec();
         bundle.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);

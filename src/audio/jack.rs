@@ -66,7 +66,9 @@ fn servable(period: Frames, server_rate: u32, model_rate: Option<u32>) -> bool {
 /// Why audio would pass through unprocessed at this rate and period, if it would.
 pub fn passthrough_reason(period: u32, server_rate: u32, model_rate: Option<u32>) -> Option<String> {
     if period as usize != BLOCK {
-        return Some(format!("passthrough: JACK period is {period} frames, the model needs {BLOCK} (re-blocking is not built yet)"));
+        return Some(format!(
+            "passthrough: JACK period is {period} frames, the model needs {BLOCK} (re-blocking is not built yet)"
+        ));
     }
     match model_rate {
         Some(rate) if rate != server_rate => {
@@ -112,13 +114,15 @@ pub fn open(settings: &JackSettings) -> Result<OpenClient, JackError> {
         // jack_client_open reads the server name from here; set before any client exists.
         std::env::set_var("JACK_DEFAULT_SERVER", &settings.server_name);
     }
-    let (client, _status) = Client::new(&settings.client_name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME)
-        .map_err(|source| JackError::Open {
-            name: settings.client_name.clone(),
-            server: if settings.server_name.is_empty() { "default".into() } else { settings.server_name.clone() },
-            source,
-        })?;
-    let sample_rate = client.sample_rate() as u32;
+    let (client, _status) =
+        Client::new(&settings.client_name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME).map_err(
+            |source| JackError::Open {
+                name: settings.client_name.clone(),
+                server: if settings.server_name.is_empty() { "default".into() } else { settings.server_name.clone() },
+                source,
+            },
+        )?;
+    let sample_rate = client.sample_rate();
     let period = client.buffer_size();
     Ok(OpenClient { client, sample_rate, period })
 }
@@ -133,8 +137,14 @@ impl OpenClient {
         model_rate: Option<u32>,
         status: Arc<Status>,
     ) -> Result<(JackNode, Vec<String>), JackError> {
-        let input = self.client.register_port("in", AudioIn::default()).map_err(|source| JackError::Port { port: "in", source })?;
-        let output = self.client.register_port("out", AudioOut::default()).map_err(|source| JackError::Port { port: "out", source })?;
+        let input = self
+            .client
+            .register_port("in", AudioIn::default())
+            .map_err(|source| JackError::Port { port: "in", source })?;
+        let output = self
+            .client
+            .register_port("out", AudioOut::default())
+            .map_err(|source| JackError::Port { port: "out", source })?;
         let in_name = input.name().unwrap_or_default();
         let out_name = output.name().unwrap_or_default();
         let events = Arc::new(ServerEvents::default());
@@ -148,7 +158,8 @@ impl OpenClient {
             server_rate: self.sample_rate,
         };
         let notifications = Notifications { status, events: Arc::clone(&events) };
-        let client = self.client.activate_async(notifications, handler).map_err(|source| JackError::Activate { source })?;
+        let client =
+            self.client.activate_async(notifications, handler).map_err(|source| JackError::Activate { source })?;
         let mut failed = Vec::new();
         for source in &settings.connect_inputs {
             if let Err(e) = client.as_client().connect_ports_by_name(source, &in_name) {

@@ -22,8 +22,15 @@ pub enum FaultKind {
 /// What happened on the RT thread, logged later by the supervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtEvent {
-    Fault { kind: FaultKind, block: u64 },
+    Fault {
+        kind: FaultKind,
+        block: u64,
+    },
     /// Too many consecutive faults: the model was retired and audio passes through.
-    ModelUnloaded { after_faults: u32 },
-    ModelSwapped { block: u64 },
+    ModelUnloaded {
+        after_faults: u32,
+    },
+    ModelSwapped {
+        block: u64,
+    },
 }

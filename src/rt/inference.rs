@@ -10,7 +10,7 @@ use std::ffi::{c_char, CString};
 use std::ptr;
 
 use ort::session::Session;
-use ort::sys::{OrtValue, OrtSession};
+use ort::sys::{OrtSession, OrtValue};
 use ort::value::Tensor;
 use ort::AsPointer;
 
@@ -125,8 +125,17 @@ impl Inference {
         let input_values = inputs.iter().map(|s| s.value.ptr()).collect();
         let output_names = outputs.iter().map(|s| s.name.as_ptr()).collect();
         let output_values = outputs.iter_mut().map(|s| s.value.ptr_mut()).collect();
-        let mut inference =
-            Inference { session, inputs, outputs, input_names, input_values, output_names, output_values, slots, latency };
+        let mut inference = Inference {
+            session,
+            inputs,
+            outputs,
+            input_names,
+            input_values,
+            output_names,
+            output_values,
+            slots,
+            latency,
+        };
         inference.reset_state();
         Ok(inference)
     }

@@ -137,7 +137,13 @@ mod tests {
     #[test]
     fn a_stored_set_loads_back_whole() {
         let shared = SharedParams::new(Params::default());
-        let p = Params { strength: 0.25, mode: Mode::Manual, target_hz: 220.0, scale_mask: 0b1010_1011_0101, ..Params::default() };
+        let p = Params {
+            strength: 0.25,
+            mode: Mode::Manual,
+            target_hz: 220.0,
+            scale_mask: 0b1010_1011_0101,
+            ..Params::default()
+        };
         shared.store(&p);
         assert_eq!(shared.try_load(), Some(p));
     }
@@ -151,7 +157,13 @@ mod tests {
             std::thread::spawn(move || {
                 for i in 0..20_000 {
                     let v = (i % 100) as f32;
-                    shared.store(&Params { strength: v, target_hz: v, retune_ms: v, tuning_hz: v, ..Params::default() });
+                    shared.store(&Params {
+                        strength: v,
+                        target_hz: v,
+                        retune_ms: v,
+                        tuning_hz: v,
+                        ..Params::default()
+                    });
                 }
             })
         };

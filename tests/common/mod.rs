@@ -122,7 +122,9 @@ impl Daemon {
         let child = cmd.env("RUST_LOG", "info").stdout(Stdio::null()).spawn().expect("the autotuned binary");
         let daemon = Daemon { child, client, osc: SocketAddr::from(([127, 0, 0, 1], port)) };
         let osc = OscClient::new();
-        wait_for(Duration::from_secs(30), "the daemon to answer OSC", || osc.request(daemon.osc, "/autotune/ping", vec![]).is_some());
+        wait_for(Duration::from_secs(30), "the daemon to answer OSC", || {
+            osc.request(daemon.osc, "/autotune/ping", vec![]).is_some()
+        });
         daemon
     }
 

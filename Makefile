@@ -1,0 +1,95 @@
+# autotuned: `make run` and `make test` work on a machine with only Rust, Python 3 + pip and apt.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+ORT_VERSION := 1.31.1
+ORT_DIR := .ort
+ORT_LIB := $(ORT_DIR)/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION)
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := jackd2 libjack-jackd2-dev pkg-config pipewire-jack
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CONFIG ?= config/autotuned.toml
+# Private server `make run` starts when no JACK/PipeWire server answers.
+DEV_SERVER := autotuned-$(shell id -u)
+
+.PHONY: run test deps apt ort pydeps build models quality bench fmt lint install-user clean
+
+deps: apt ort
+
+# System packages, installed only when missing.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# ONNX Runtime from the PyPI wheel, into ./.ort (the daemon looks there).
+ort: $(ORT_LIB)
+$(ORT_LIB):
+	python3 -m pip install --quiet --disable-pip-version-check --no-deps --target $(ORT_DIR) onnxruntime==$(ORT_VERSION)
+
+# Python tools for the model tests and benchmark.
+pydeps: $(VENV)/.installed
+$(VENV)/.installed: models/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r models/requirements.txt
+	touch $@
+
+build: deps
+	cargo build --release
+
+# Runs the daemon in the foreground with the shipped config. Without a reachable JACK (or
+# PipeWire-JACK) server, starts a private dummy jackd at 44.1 kHz / 512 first.
+run: build
+	@set -u; server_args=(); \
+	if JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1; then \
+	  echo "make: using the running JACK server"; \
+	else \
+	  echo "make: no JACK server reachable; starting a private dummy server '$(DEV_SERVER)' (44.1 kHz, 512 frames)"; \
+	  jackd -n $(DEV_SERVER) --no-realtime -d dummy -r 44100 -p 512 >/tmp/$(DEV_SERVER).log 2>&1 & jack_pid=$$!; \
+	  trap 'kill $$jack_pid 2>/dev/null' EXIT; \
+	  for i in $$(seq 50); do JACK_DEFAULT_SERVER=$(DEV_SERVER) JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  server_args=(--set jack.server_name=$(DEV_SERVER)); \
+	fi; \
+	./target/release/autotuned --config $(CONFIG) "$${server_args[@]}" $(ARGS)
+
+# Every test: the models (Python, ONNX Runtime) and the daemon (Rust, real jackd, real UDP).
+test: deps pydeps
+	$(PY) -m pytest -q models
+	cargo test --all-targets
+
+# Rebuilds models/*.onnx and the test fixtures (both deterministic).
+models: pydeps
+	$(PY) models/build.py
+	$(PY) tests/fixtures/build_fixtures.py
+
+# The model quality benchmark (Praat-measured cents error, delay, seams, ORT time).
+quality: pydeps
+	$(PY) models/quality.py
+
+bench: deps
+	cargo bench
+
+fmt:
+	cargo fmt
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+# Installs for the systemd user unit: binary to ~/.local/bin, models and ONNX Runtime to
+# ~/.local/share/autotuned, config to ~/.config/autotuned (kept if present), units to
+# ~/.config/systemd/user.
+install-user: build
+	install -Dm755 target/release/autotuned $(HOME)/.local/bin/autotuned
+	install -d $(HOME)/.local/share/autotuned/models $(HOME)/.config/autotuned $(HOME)/.config/systemd/user
+	install -m644 models/*.onnx README.md -t $(HOME)/.local/share/autotuned/models
+	cp -r $(ORT_DIR) $(HOME)/.local/share/autotuned/
+	[ -f $(HOME)/.config/autotuned/autotuned.toml ] || install -m644 $(CONFIG) $(HOME)/.config/autotuned/autotuned.toml
+	install -m644 systemd/autotuned.service systemd/autotuned@.service -t $(HOME)/.config/systemd/user
+
+clean:
+	cargo clean
+	rm -rf $(ORT_DIR) $(VENV)

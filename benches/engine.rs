@@ -1,0 +1,88 @@
+//! Per-block cost of the RT path and per-message cost of OSC dispatch (criterion).
+//! Needs ONNX Runtime (`make ort`); run with `cargo bench` or `make bench`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use autotuned::control::{Controls, Status};
+use autotuned::model::Runtime;
+use autotuned::osc::OscService;
+use autotuned::rt::{Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
+use autotuned::settings::OscSettings;
+use autotuned::BLOCK;
+use criterion::{criterion_group, criterion_main, Criterion};
+use rosc::{OscMessage, OscPacket, OscType};
+use rtrb::RingBuffer;
+
+fn voice(blocks: usize) -> Vec<f32> {
+    (0..blocks * BLOCK)
+        .map(|i| {
+            let t = i as f32 / 44_100.0;
+            (1..8).map(|k| 0.3 / k as f32 * (std::f32::consts::TAU * 196.0 * k as f32 * t).sin()).sum()
+        })
+        .collect()
+}
+
+fn processor(runtime: &Runtime, model: &Path) -> Processor {
+    let (inference, _) = runtime.load(model, None).expect("model");
+    let (_commands, command_rx) = RingBuffer::new(1);
+    let (retired_tx, _retired) = RingBuffer::new(1);
+    let (events_tx, _events) = RingBuffer::new(16);
+    Processor::new(
+        Some(Box::new(inference)),
+        ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
+        Arc::new(SharedParams::new(Params::default())),
+        Arc::new(Meters::default()),
+    )
+}
+
+fn engine(c: &mut Criterion) {
+    let runtime = autotuned::model::start_runtime(None).expect("ONNX Runtime (make ort)");
+    let default_model = Path::new("models/autotune.onnx");
+    let signal = voice(256);
+    let mut out = vec![0.0f32; BLOCK];
+
+    let (mut inference, _) = runtime.load(default_model, None).unwrap();
+    let controls = ModelControls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
+    let mut block = 0;
+    c.bench_function("ort_run/default_model", |b| {
+        b.iter(|| {
+            let start = (block % 256) * BLOCK;
+            block += 1;
+            black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+        })
+    });
+
+    for (name, model) in [("default_model", default_model), ("identity_model", Path::new("tests/fixtures/identity.onnx"))] {
+        let mut p = processor(&runtime, model);
+        let mut block = 0;
+        c.bench_function(&format!("processor/{name}"), |b| {
+            b.iter(|| {
+                let start = (block % 256) * BLOCK;
+                block += 1;
+                p.process(black_box(&signal[start..start + BLOCK]), &mut out);
+            })
+        });
+    }
+
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let mut service = OscService::new(
+        &OscSettings::default(),
+        Arc::new(Controls::new(Params::default())),
+        Arc::new(Status::default()),
+        Arc::new(Meters::default()),
+        tx,
+    );
+    let message = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+        addr: "/autotune/strength".into(),
+        args: vec![OscType::Float(0.7)],
+    }))
+    .unwrap();
+    let from = SocketAddr::from(([127, 0, 0, 1], 9999));
+    c.bench_function("osc/dispatch_set_strength", |b| b.iter(|| black_box(service.handle(black_box(&message), from))));
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

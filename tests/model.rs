@@ -1,0 +1,180 @@
+//! The model host and the block engine against a real ONNX Runtime: contract validation with the
+//! fixture models, state pairs, faults falling back to dry audio, and correction on a tone.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use autotuned::model::ModelError;
+use autotuned::rt::{Command, Meters, Mode, Params, Processor, ProcessorRings, RtEvent, SharedParams};
+use autotuned::BLOCK;
+use common::*;
+use rtrb::RingBuffer;
+
+fn refusal(name: &str) -> String {
+    match runtime().load(&fixture(name), None) {
+        Ok(_) => panic!("{name} was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_default_models_offer_the_whole_contract() {
+    for (file, rate) in [("autotune.onnx", 44_100), ("autotune-48k.onnx", 48_000)] {
+        let (_, contract) = runtime().load(&root().join("models").join(file), Some(rate)).unwrap();
+        assert_eq!(contract.sample_rate, rate);
+        assert!(contract.latency_samples > 0);
+        let (_, lacks) = contract.features();
+        assert!(lacks.is_empty(), "{file} lacks {lacks:?}");
+        assert_eq!(contract.slots.state.len(), 2, "history and state pairs");
+    }
+}
+
+#[test]
+fn a_base_contract_model_loads_with_features_reported_missing() {
+    let (_, contract) = runtime().load(&fixture("identity.onnx"), None).unwrap();
+    let (has, lacks) = contract.features();
+    assert!(has.is_empty());
+    assert_eq!(lacks, ["scale_mask", "tuning_hz", "retune_ms", "detected_pitch", "state"]);
+}
+
+#[test]
+fn wrong_models_are_refused_with_the_tensor_named() {
+    assert!(refusal("wrong_shape.onnx").contains("tensor `audio_buffer`: expected f32 [1, 512], found f32 [1, 256]"));
+    assert!(refusal("unknown_input.onnx").contains("unknown input `mystery`"));
+    assert!(refusal("missing_output.onnx").contains("output `corrected_audio` is missing"));
+    assert!(refusal("corrupt.onnx").contains("ONNX Runtime cannot load it"));
+    let wrong_rate = runtime().load(&fixture("identity.onnx"), Some(48_000)).err().unwrap().to_string();
+    assert!(wrong_rate.contains("sample_rate") && wrong_rate.contains("48000"), "{wrong_rate}");
+    let missing = runtime().load(&fixture("no_such_model.onnx"), None).err().unwrap();
+    assert!(matches!(missing, ModelError::Read { .. }), "{missing}");
+    let empty = std::env::temp_dir().join(unique("empty")).with_extension("onnx");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(runtime().load(&empty, None).err().unwrap().to_string().contains("empty"));
+    std::fs::remove_file(empty).unwrap();
+}
+
+struct Rig {
+    processor: Processor,
+    commands: rtrb::Producer<Command>,
+    retired: rtrb::Consumer<Box<autotuned::rt::Inference>>,
+    events: rtrb::Consumer<RtEvent>,
+    params: Arc<SharedParams>,
+    meters: Arc<Meters>,
+}
+
+fn rig(model: &Path, params: Params) -> Rig {
+    let (inference, _) = runtime().load(model, None).unwrap();
+    let (commands, command_rx) = RingBuffer::new(4);
+    let (retired_tx, retired) = RingBuffer::new(4);
+    let (events_tx, events) = RingBuffer::new(1024);
+    let params = Arc::new(SharedParams::new(params));
+    let meters = Arc::new(Meters::default());
+    let processor = Processor::new(
+        Some(Box::new(inference)),
+        ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
+        Arc::clone(&params),
+        Arc::clone(&meters),
+    );
+    Rig { processor, commands, retired, events, params, meters }
+}
+
+fn run(rig: &mut Rig, input: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; input.len()];
+    for (i, o) in input.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK)) {
+        rig.processor.process(i, o);
+    }
+    out
+}
+
+#[test]
+fn a_state_pair_is_fed_back_every_block() {
+    let mut rig = rig(&fixture("delay.onnx"), Params::default());
+    let input: Vec<f32> = (0..BLOCK * 6).map(|i| i as f32 / 10_000.0).collect();
+    let out = run(&mut rig, &input);
+    // The delay fixture plays the previous block; the dry path is aligned to its 512 latency.
+    assert_eq!(&out[BLOCK..], &input[..input.len() - BLOCK]);
+}
+
+#[test]
+fn nan_from_the_model_falls_back_to_dry_audio_and_is_counted() {
+    let mut rig = rig(&fixture("nan.onnx"), Params::default());
+    let input = sine(300.0, 0.5, 0.3);
+    let blocks = input.len() / BLOCK;
+    let clean = run(&mut rig, &input[..blocks * BLOCK]);
+    assert_eq!(clean, input[..blocks * BLOCK], "identity below 1 kHz target");
+    rig.params.store(&Params { mode: Mode::Manual, target_hz: 1500.0, ..Params::default() });
+    let out = run(&mut rig, &input[..blocks * BLOCK]);
+    assert!(out.iter().all(|x| x.is_finite()));
+    assert_eq!(out, input[..blocks * BLOCK], "fallback is the dry input (latency 0)");
+    assert_eq!(rig.meters.faults(), blocks as u64);
+    assert!(matches!(rig.events.pop().unwrap(), RtEvent::Fault { kind: autotuned::rt::FaultKind::NonFinite, .. }));
+}
+
+#[test]
+fn persistent_faults_unload_the_model() {
+    let mut rig = rig(&fixture("nan.onnx"), Params { mode: Mode::Manual, target_hz: 1500.0, ..Params::default() });
+    let input = vec![0.1f32; BLOCK * 101];
+    run(&mut rig, &input);
+    let mut unloaded = false;
+    while let Ok(e) = rig.events.pop() {
+        unloaded |= matches!(e, RtEvent::ModelUnloaded { after_faults: 100 });
+    }
+    assert!(unloaded);
+    assert!(rig.retired.pop().is_ok(), "the model went back to the supervisor");
+    assert!(!rig.meters.model_loaded());
+    assert_eq!(run(&mut rig, &input[..BLOCK]), &input[..BLOCK]);
+}
+
+#[test]
+fn non_finite_input_never_reaches_the_output() {
+    let mut rig = rig(&root().join("models/autotune.onnx"), Params::default());
+    let mut input = sine(200.0, 0.3, 0.3);
+    input[1000] = f32::NAN;
+    input[3000] = f32::INFINITY;
+    let out = run(&mut rig, &input[..(input.len() / BLOCK) * BLOCK]);
+    assert!(out.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn the_engine_corrects_a_tone_and_bypass_crossfades() {
+    let mut rig =
+        rig(&root().join("models/autotune.onnx"), Params { mode: Mode::Manual, target_hz: 196.0, ..Params::default() });
+    let sung = 196.0 * 2f32.powf(-45.0 / 1200.0);
+    let input = sine(sung, 4.0, 0.3);
+    let half = input.len() / BLOCK / 2 * BLOCK;
+    let corrected = run(&mut rig, &input[..half]);
+    let error = cents(zero_crossing_hz(&corrected[half / 2..]), 196.0);
+    assert!(error.abs() < 2.0, "{error} cents from the target");
+
+    rig.params.store(&Params { bypass: true, mode: Mode::Manual, target_hz: 196.0, ..Params::default() });
+    let out = run(&mut rig, &input[half..2 * half]);
+    let joined: Vec<f32> = corrected.iter().chain(&out).copied().collect();
+    let max_step = joined.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
+    // A sine's largest step, plus what a 256-sample linear fade between two such sines adds.
+    let limit = std::f32::consts::TAU * 196.0 / RATE as f32 * 0.3 * 1.05 + 0.6 / 256.0;
+    assert!(max_step <= limit, "a click of {max_step} around the bypass crossfade (limit {limit})");
+    let latency = rig.processor.latency();
+    let tail = &joined[joined.len() - 10_000..];
+    assert_eq!(
+        tail,
+        &input[2 * half - 10_000 - latency..2 * half - latency],
+        "bypassed output is the input delayed by the latency"
+    );
+}
+
+#[test]
+fn a_swap_takes_effect_at_the_next_block_and_the_old_model_is_retired() {
+    let mut rig = rig(&fixture("identity.onnx"), Params::default());
+    let input = vec![0.5f32; BLOCK * 2];
+    assert_eq!(run(&mut rig, &input[..BLOCK]), &input[..BLOCK]);
+    let (gain, _) = runtime().load(&fixture("gain.onnx"), None).unwrap();
+    assert!(rig.commands.push(Command::Swap(Box::new(gain))).is_ok());
+    assert_eq!(run(&mut rig, &input[..BLOCK]), vec![0.25f32; BLOCK]);
+    assert!(rig.retired.pop().is_ok());
+    assert!(matches!(rig.events.pop().unwrap(), RtEvent::ModelSwapped { block: 1 }));
+    assert!(rig.commands.push(Command::Unload).is_ok());
+    assert_eq!(run(&mut rig, &input[..BLOCK]), &input[..BLOCK]);
+    assert!(!rig.meters.model_loaded());
+}

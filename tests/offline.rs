@@ -1,0 +1,69 @@
+//! `autotuned process`: the real binary over WAV files.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32, channels: u16) {
+    let spec =
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        for _ in 0..channels {
+            w.write_sample((s * 32767.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn autotuned(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_autotuned")).current_dir(root()).args(args).output().unwrap()
+}
+
+#[test]
+fn a_file_is_corrected_and_stays_aligned() {
+    let dir = std::env::temp_dir().join(unique("at-offline"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
+    let tone = sine(330.0 * 2f32.powf(30.0 / 1200.0), 2.0, 0.3);
+    write_wav(&input, &tone, RATE, 1);
+    let run = autotuned(&["process", input.to_str().unwrap(), output.to_str().unwrap(), "--note", "64"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let corrected: Vec<f32> = hound::WavReader::open(&output).unwrap().samples::<f32>().map(Result::unwrap).collect();
+    assert_eq!(corrected.len(), tone.len());
+    let error = cents(zero_crossing_hz(&corrected[RATE as usize / 2..]), 329.63);
+    assert!(error.abs() < 3.0, "{error} cents from E4");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn stereo_and_wrong_rate_files_are_refused_clearly() {
+    let dir = std::env::temp_dir().join(unique("at-offline-bad"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stereo = dir.join("stereo.wav");
+    write_wav(&stereo, &sine(220.0, 0.2, 0.3), RATE, 2);
+    let run = autotuned(&["process", stereo.to_str().unwrap(), dir.join("o.wav").to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("2 channels"));
+    let rate = dir.join("rate.wav");
+    write_wav(&rate, &sine(220.0, 0.2, 0.3), 22_050, 1);
+    let run = autotuned(&["process", rate.to_str().unwrap(), dir.join("o.wav").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("22050 Hz"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_model_prints_the_contract() {
+    let run = autotuned(&["check-model", "models/autotune.onnx"]);
+    assert!(run.status.success());
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("history") && text.contains("latency 222 samples") && text.contains("unavailable  none"),
+        "{text}"
+    );
+    let run = autotuned(&["check-model", "tests/fixtures/wrong_shape.onnx"]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("audio_buffer"));
+}

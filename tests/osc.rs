@@ -1,0 +1,244 @@
+//! The OSC server over real UDP on 127.0.0.1 with a real rosc client: queries, sets, errors,
+//! bundles, nesting attacks and random garbage. No JACK needed: the server runs in-process.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+
+use autotuned::control::{Controls, Status};
+use autotuned::osc::{self, OscService, Request};
+use autotuned::rt::{Meters, Mode, Params};
+use autotuned::settings::OscSettings;
+use common::OscClient;
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+
+struct Server {
+    addr: SocketAddr,
+    controls: Arc<Controls>,
+    requests: Receiver<Request>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn server(errors_per_second: u32) -> Server {
+    let controls = Arc::new(Controls::new(Params::default()));
+    let (tx, requests) = mpsc::channel();
+    let settings = OscSettings { errors_per_second, ..OscSettings::default() };
+    let service =
+        OscService::new(&settings, Arc::clone(&controls), Arc::new(Status::default()), Arc::new(Meters::default()), tx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_thread, addr) = osc::spawn("127.0.0.1:0", service, Arc::clone(&stop)).unwrap();
+    Server { addr, controls, requests, stop }
+}
+
+/// Datagrams are handled in order: once a ping is answered, everything before it was applied.
+fn sync(c: &OscClient, s: &Server) {
+    assert_eq!(c.request(s.addr, "/autotune/ping", vec![]).unwrap().addr, "/autotune/pong");
+}
+
+fn float(v: f32) -> Vec<OscType> {
+    vec![OscType::Float(v)]
+}
+
+#[test]
+fn set_and_query_round_trip_with_lenient_types() {
+    let s = server(100);
+    let c = OscClient::new();
+    c.send(s.addr, "/autotune/strength", vec![OscType::Int(0)]);
+    assert_eq!(c.request(s.addr, "/autotune/strength", vec![]).unwrap().args, float(0.0));
+    c.send(s.addr, "/autotune/strength", vec![OscType::Double(0.75)]);
+    assert_eq!(c.request(s.addr, "/autotune/strength", vec![]).unwrap().args, float(0.75));
+    c.send(s.addr, "/autotune/bypass", vec![OscType::Bool(true)]);
+    assert_eq!(c.request(s.addr, "/autotune/bypass", vec![]).unwrap().args, float(1.0));
+    c.send(s.addr, "/autotune/bypass", vec![OscType::Float(0.2)]);
+    assert_eq!(c.request(s.addr, "/autotune/bypass", vec![]).unwrap().args, float(0.0));
+    c.send(s.addr, "/autotune/retune/ms", vec![OscType::String("80".into())]);
+    assert_eq!(c.request(s.addr, "/autotune/retune/ms", vec![]).unwrap().args, float(80.0));
+    c.send(s.addr, "/autotune/tuning", float(442.0));
+    assert_eq!(c.request(s.addr, "/autotune/tuning", vec![]).unwrap().args, float(442.0));
+
+    c.send(s.addr, "/autotune/target/hz", float(330.0));
+    sync(&c, &s);
+    assert_eq!(s.controls.get().mode, Mode::Manual);
+    assert_eq!(c.request(s.addr, "/autotune/target/hz", vec![]).unwrap().args, float(330.0));
+    c.send(s.addr, "/autotune/mode", vec![OscType::String("auto".into())]);
+    assert_eq!(c.request(s.addr, "/autotune/mode", vec![]).unwrap().args, vec![OscType::String("auto".into())]);
+    c.send(s.addr, "/autotune/target/note", vec![OscType::Float(69.5)]);
+    sync(&c, &s);
+    let hz = s.controls.get().target_hz;
+    assert!((hz - 442.0 * 2f32.powf(0.5 / 12.0)).abs() < 1e-3, "{hz}");
+    let OscType::Float(note) = c.request(s.addr, "/autotune/target/note", vec![]).unwrap().args[0] else { panic!() };
+    assert!((note - 69.5).abs() < 1e-4);
+    c.send(s.addr, "/autotune/mode", vec![OscType::Int(0)]);
+    sync(&c, &s);
+    assert_eq!(s.controls.get().mode, Mode::Auto);
+
+    assert_eq!(
+        c.request(s.addr, "/autotune/ping", vec![OscType::Int(7)]).unwrap(),
+        OscMessage { addr: "/autotune/pong".into(), args: vec![OscType::Int(7)] }
+    );
+    let status = c.request(s.addr, "/autotune/status", vec![]).unwrap();
+    assert_eq!(status.addr, "/autotune/status.reply");
+    assert_eq!(status.args[0], OscType::String(env!("CARGO_PKG_VERSION").into()));
+}
+
+#[test]
+fn bad_input_gets_error_replies_and_changes_nothing() {
+    let s = server(100);
+    let c = OscClient::new();
+    let before = s.controls.get();
+    let cases: Vec<(&str, Vec<OscType>, i32)> = vec![
+        ("/autotune/nothing", vec![], 1),
+        ("/elsewhere/strength", float(0.5), 1),
+        ("/autotune/strength", vec![OscType::String("loud".into())], 2),
+        ("/autotune/strength", vec![OscType::Float(0.1), OscType::Float(0.2)], 2),
+        ("/autotune/strength", vec![OscType::Float(f32::NAN)], 2),
+        ("/autotune/strength", float(1.5), 3),
+        ("/autotune/target/hz", float(5.0), 3),
+        ("/autotune/target/note", vec![OscType::Int(140)], 3),
+        ("/autotune/tuning", float(300.0), 3),
+        ("/autotune/mode", vec![OscType::String("sideways".into())], 2),
+    ];
+    for (addr, args, code) in cases {
+        let reply = c.request(s.addr, addr, args).unwrap_or_else(|| panic!("no error reply for {addr}"));
+        assert_eq!(reply.addr, "/autotune/error");
+        assert_eq!(reply.args[0], OscType::String(addr.into()));
+        assert_eq!(reply.args[1], OscType::Int(code), "{addr}: {:?}", reply.args[2]);
+    }
+    c.send_raw(s.addr, b"\x01\x02garbage");
+    assert_eq!(c.receive().unwrap().args[1], OscType::Int(4));
+    assert_eq!(s.controls.get(), before);
+}
+
+#[test]
+fn a_bundle_is_applied_at_once() {
+    let s = server(100);
+    let c = OscClient::new();
+    let message = |addr: &str, args| OscPacket::Message(OscMessage { addr: addr.into(), args });
+    let bundle = OscPacket::Bundle(OscBundle {
+        timetag: OscTime { seconds: 0, fractional: 1 },
+        content: vec![
+            message("/autotune/strength", float(0.3)),
+            OscPacket::Bundle(OscBundle {
+                timetag: OscTime { seconds: 0, fractional: 1 },
+                content: vec![
+                    message("/autotune/target/hz", float(250.0)),
+                    message("/autotune/retune/ms", float(40.0)),
+                ],
+            }),
+        ],
+    });
+    c.send_raw(s.addr, &rosc::encoder::encode(&bundle).unwrap());
+    sync(&c, &s);
+    let p = s.controls.get();
+    assert_eq!((p.strength, p.target_hz, p.retune_ms, p.mode), (0.3, 250.0, 40.0, Mode::Manual));
+}
+
+#[test]
+fn nested_bundles_and_arrays_are_refused_before_decoding() {
+    let s = server(100);
+    let c = OscClient::new();
+    let mut packet =
+        rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: "/autotune/ping".into(), args: vec![] })).unwrap();
+    for _ in 0..3000 {
+        let mut bundle = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+        bundle.extend_from_slice(&packet);
+        packet = bundle;
+    }
+    c.send_raw(s.addr, &packet);
+    let reply = c.receive().unwrap();
+    assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/autotune/error", &OscType::Int(5)));
+
+    let mut deep_array = b"/autotune/strength\0\0".to_vec();
+    deep_array.push(b',');
+    deep_array.extend(std::iter::repeat_n(b'[', 30_000));
+    deep_array.extend(std::iter::repeat_n(b']', 30_000));
+    while deep_array.len() % 4 != 0 {
+        deep_array.push(0);
+    }
+    deep_array.extend_from_slice(&[0, 0, 0, 0]);
+    c.send_raw(s.addr, &deep_array);
+    assert_eq!(c.receive().unwrap().args[1], OscType::Int(5));
+    assert!(c.request(s.addr, "/autotune/ping", vec![]).is_some());
+}
+
+#[test]
+fn error_replies_are_rate_limited() {
+    let s = server(5);
+    let c = OscClient::new();
+    for _ in 0..50 {
+        c.send(s.addr, "/autotune/nope", vec![]);
+    }
+    let mut errors = 0;
+    while c.receive().is_some() {
+        errors += 1;
+    }
+    assert!((5..=7).contains(&errors), "{errors} error replies for 50 bad messages at 5/s");
+}
+
+#[test]
+fn random_and_mutated_datagrams_do_not_crash_the_server() {
+    let s = server(1000);
+    let c = OscClient::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+        addr: "/autotune/strength".into(),
+        args: vec![OscType::Float(0.5), OscType::String("x".into())],
+    }))
+    .unwrap();
+    for i in 0..10_000 {
+        let datagram: Vec<u8> = if i % 2 == 0 {
+            (0..(next() % 300) as usize).map(|_| next() as u8).collect()
+        } else {
+            let mut d = valid.clone();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % d.len();
+                d[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                d.truncate((next() as usize) % d.len());
+            }
+            d
+        };
+        if !datagram.is_empty() {
+            c.send_raw(s.addr, &datagram);
+        }
+        if i % 500 == 0 {
+            while c.receive().is_some() {}
+        }
+    }
+    // A flood can overflow the socket's receive buffer (UDP drops), so ask until answered.
+    let c2 = OscClient::new();
+    common::wait_for(std::time::Duration::from_secs(20), "a pong after the flood", || {
+        c2.request(s.addr, "/autotune/ping", vec![]).is_some_and(|m| m.addr == "/autotune/pong")
+    });
+    let p = s.controls.get();
+    assert!(p.strength.is_finite() && (0.0..=1.0).contains(&p.strength));
+    assert!((20.0..=2000.0).contains(&p.target_hz) && (400.0..=480.0).contains(&p.tuning_hz));
+}
+
+#[test]
+fn model_reload_is_passed_to_the_supervisor() {
+    let s = server(100);
+    let c = OscClient::new();
+    c.send(s.addr, "/autotune/model/reload", vec![OscType::String("other.onnx".into())]);
+    sync(&c, &s);
+    assert_eq!(s.requests.try_recv().unwrap(), Request::ReloadModel(Some("other.onnx".into())));
+    let reply = c.request(s.addr, "/autotune/model/reload", vec![OscType::Int(3)]).unwrap();
+    assert_eq!(reply.args[1], OscType::Int(2));
+}
