@@ -45,7 +45,8 @@ fn engine(c: &mut Criterion) {
     let mut out = vec![0.0f32; BLOCK];
 
     let (mut inference, _) = runtime.load(default_model, None).unwrap();
-    let controls = ModelControls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
+    let controls =
+        ModelControls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
     let mut block = 0;
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {
@@ -55,7 +56,9 @@ fn engine(c: &mut Criterion) {
         })
     });
 
-    for (name, model) in [("default_model", default_model), ("identity_model", Path::new("tests/fixtures/identity.onnx"))] {
+    for (name, model) in
+        [("default_model", default_model), ("identity_model", Path::new("tests/fixtures/identity.onnx"))]
+    {
         let mut p = processor(&runtime, model);
         let mut block = 0;
         c.bench_function(&format!("processor/{name}"), |b| {
