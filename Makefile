@@ -43,17 +43,20 @@ build: deps
 # Runs the daemon in the foreground with the shipped config. Without a reachable JACK (or
 # PipeWire-JACK) server, starts a private dummy jackd at 44.1 kHz / 512 first.
 run: build
-	@set -u; server_args=(); \
+	@set -u; prefix=(); server_args=(); \
 	if JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1; then \
 	  echo "make: using the running JACK server"; \
+	elif pw-jack jack_lsp >/dev/null 2>&1; then \
+	  echo "make: using PipeWire's JACK layer (quantum forced to 512/44100)"; \
+	  prefix=(env PIPEWIRE_QUANTUM=512/44100 pw-jack); \
 	else \
-	  echo "make: no JACK server reachable; starting a private dummy server '$(DEV_SERVER)' (44.1 kHz, 512 frames)"; \
+	  echo "make: no JACK or PipeWire server reachable; starting a private dummy jackd '$(DEV_SERVER)' (44.1 kHz, 512 frames)"; \
 	  jackd -n $(DEV_SERVER) --no-realtime -d dummy -r 44100 -p 512 >/tmp/$(DEV_SERVER).log 2>&1 & jack_pid=$$!; \
 	  trap 'kill $$jack_pid 2>/dev/null' EXIT; \
 	  for i in $$(seq 50); do JACK_DEFAULT_SERVER=$(DEV_SERVER) JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done; \
 	  server_args=(--set jack.server_name=$(DEV_SERVER)); \
 	fi; \
-	./target/release/autotuned --config $(CONFIG) "$${server_args[@]}" $(ARGS)
+	"$${prefix[@]}" ./target/release/autotuned --config $(CONFIG) "$${server_args[@]}" $(ARGS)
 
 # Every test: the models (Python, ONNX Runtime) and the daemon (Rust, real jackd, real UDP).
 test: deps pydeps

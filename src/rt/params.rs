@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn a_reader_never_sees_half_a_write() {
         use std::sync::Arc;
-        let shared = Arc::new(SharedParams::new(Params::default()));
+        let uniform = |v: f32| Params { strength: v, target_hz: v, retune_ms: v, tuning_hz: v, ..Params::default() };
+        let shared = Arc::new(SharedParams::new(uniform(0.0)));
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
