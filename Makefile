@@ -13,7 +13,7 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test deps apt ort pydeps build models quality bench fmt lint install-user clean
+.PHONY: run test jack-stale deps apt ort pydeps build models quality bench fmt lint install-user clean
 
 deps: apt ort
 
@@ -59,9 +59,15 @@ run: build
 	"$${prefix[@]}" ./target/release/autotuned --config $(CONFIG) "$${server_args[@]}" $(ARGS)
 
 # Every test: the models (Python, ONNX Runtime) and the daemon (Rust, real jackd, real UDP).
-test: deps pydeps
+test: deps pydeps jack-stale
 	$(PY) -m pytest -q models
 	cargo test --all-targets
+
+# jackd's server registry in /dev/shm keeps servers that were killed (not stopped) and holds
+# only a few, after which no new server starts. With no jackd running, every entry is stale.
+jack-stale:
+	@if ! pgrep -x jackd >/dev/null && ls /dev/shm/jack* >/dev/null 2>&1; then \
+	  echo "make: removing stale JACK registry entries from /dev/shm"; rm -rf /dev/shm/jack*; fi
 
 # Rebuilds models/*.onnx and the test fixtures (both deterministic).
 models: pydeps

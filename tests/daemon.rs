@@ -111,10 +111,11 @@ fn ready_reaches_notify_socket_and_sigterm_exits_zero() {
     let socket_path = std::env::temp_dir().join(format!("{}.sock", common::unique("at-notify")));
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut daemon = Daemon::start(&server, None, &[], &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let env = [("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")];
+    let mut daemon = Daemon::start(&server, None, &[], &env);
     let mut buf = [0u8; 4096];
     let mut messages = String::new();
-    while !messages.contains("READY=1") {
+    while !messages.contains("READY=1") || !messages.contains("WATCHDOG=1") {
         let len = socket.recv(&mut buf).expect("no sd_notify message");
         messages.push_str(&String::from_utf8_lossy(&buf[..len]));
         messages.push('\n');
@@ -154,6 +155,31 @@ fn wrong_period_passes_audio_through_and_says_why() {
     let start = recorded.iter().position(|x| *x != 0.0).unwrap();
     let offset = played.windows(4).position(|w| w == &recorded[start..start + 4]).expect("not a copy of the input");
     assert_eq!(&played[offset..offset + 8000], &recorded[start..start + 8000]);
+}
+
+#[test]
+fn configured_connections_are_made_after_activation() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let env = [
+        ("AUTOTUNED_JACK__CONNECT_INPUTS", "system:capture_1"),
+        ("AUTOTUNED_JACK__CONNECT_OUTPUTS", "system:playback_1,system:playback_2"),
+    ];
+    let daemon = Daemon::start(&server, None, &[], &env);
+    let out = std::process::Command::new("jack_lsp")
+        .arg("-c")
+        .env("JACK_DEFAULT_SERVER", &server.name)
+        .env("JACK_NO_START_SERVER", "1")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let connected_to = |port: &str| -> Vec<String> {
+        let lines: Vec<&str> = listing.lines().collect();
+        let at = lines.iter().position(|l| *l == port).unwrap_or_else(|| panic!("{port} missing:\n{listing}"));
+        lines[at + 1..].iter().take_while(|l| l.starts_with(' ')).map(|l| l.trim().to_owned()).collect()
+    };
+    assert_eq!(connected_to(&format!("{}:in", daemon.client)), ["system:capture_1"]);
+    assert_eq!(connected_to(&format!("{}:out", daemon.client)), ["system:playback_1", "system:playback_2"]);
 }
 
 fn model_name(daemon: &Daemon) -> String {
