@@ -10,7 +10,6 @@ use autotuned::control::{Controls, Status};
 use autotuned::model::Runtime;
 use autotuned::osc::OscService;
 use autotuned::rt::{Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
-use autotuned::settings::OscSettings;
 use autotuned::BLOCK;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rosc::{OscMessage, OscPacket, OscType};
@@ -45,8 +44,14 @@ fn engine(c: &mut Criterion) {
     let mut out = vec![0.0f32; BLOCK];
 
     let (mut inference, _) = runtime.load(default_model, None).unwrap();
-    let controls =
-        ModelControls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
+    let controls = ModelControls {
+        target_hz: 0.0,
+        strength: 1.0,
+        scale_mask: 0x0fff,
+        tuning_hz: 440.0,
+        retune_ms: 0.0,
+        transpose: 0.0,
+    };
     let mut block = 0;
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {
@@ -65,15 +70,15 @@ fn engine(c: &mut Criterion) {
             b.iter(|| {
                 let start = (block % 256) * BLOCK;
                 block += 1;
-                p.process(black_box(&signal[start..start + BLOCK]), &mut out);
+                p.process(black_box(&signal[start..start + BLOCK]), &mut out, None);
             })
         });
     }
 
     let (tx, _rx) = std::sync::mpsc::channel();
     let mut service = OscService::new(
-        &OscSettings::default(),
-        Arc::new(Controls::new(Params::default())),
+        &autotuned::settings::Settings::default(),
+        Arc::new(Controls::new(autotuned::settings::Settings::default().initial_state())),
         Arc::new(Status::default()),
         Arc::new(Meters::default()),
         tx,

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 
@@ -84,6 +84,7 @@ def build(sample_rate):
     strength = g.clip("correction_strength", 0.0, 1.0)
     tuning = g.clip("tuning_hz", 300.0, 600.0)
     retune = g.clip("retune_ms", 0.0, 5000.0)
+    transpose = g.clip("transpose", -24.0, 24.0)
     mask = "scale_mask"
 
     # 1. buf = [history | block]
@@ -168,7 +169,7 @@ def build(sample_rate):
     note = g.where(update_note, auto_note, current, hint="note")
     m_manual = midi(g.clip("target_pitch", 20.0, 5000.0))
     m_voiced = g.where(any_allowed, note, m_in)
-    m_target = g.where(manual, m_manual, g.where(voiced, m_voiced, col(R.S_TARGET)))
+    m_target = g.where(manual, g.Add(m_manual, transpose), g.where(voiced, g.Add(m_voiced, transpose), col(R.S_TARGET)))
 
     # retune glide
     v_prev = col(R.S_VOICING)
@@ -233,6 +234,8 @@ def build(sample_rate):
     # outputs and state
     g.nodes.append(helper.make_node("Identity", [v_blk], ["confidence"]))
     g.nodes.append(helper.make_node("Where", [voiced, g.Div(g.f(c.sr), est), zero], ["detected_pitch"]))
+    g.nodes.append(helper.make_node("Where", [g.Or(voiced, manual), g.slice(target_freq, N - 1, N), zero],
+                                    ["applied_target_hz"]))
     g.nodes.append(helper.make_node("Slice", [buf, g.ints(N), g.ints(N + H), g.ints(1)],
                                     ["history_out"]))
     last_delay = g.Cast(g.slice(delay, N - 1, N), to=TensorProto.FLOAT)
@@ -249,6 +252,7 @@ def build(sample_rate):
         helper.make_tensor_value_info("scale_mask", f32, [1, 12]),
         helper.make_tensor_value_info("tuning_hz", f32, [1, 1]),
         helper.make_tensor_value_info("retune_ms", f32, [1, 1]),
+        helper.make_tensor_value_info("transpose", f32, [1, 1]),
         helper.make_tensor_value_info("history", f32, [1, H]),
         helper.make_tensor_value_info("state", f32, [1, R.STATE_LEN]),
     ]
@@ -256,6 +260,7 @@ def build(sample_rate):
         helper.make_tensor_value_info("corrected_audio", f32, [1, N]),
         helper.make_tensor_value_info("confidence", f32, [1, 1]),
         helper.make_tensor_value_info("detected_pitch", f32, [1, 1]),
+        helper.make_tensor_value_info("applied_target_hz", f32, [1, 1]),
         helper.make_tensor_value_info("history_out", f32, [1, H]),
         helper.make_tensor_value_info("state_out", f32, [1, R.STATE_LEN]),
     ]
@@ -265,7 +270,8 @@ def build(sample_rate):
     unfed = np.zeros((1, R.STATE_LEN), np.float32)
     unfed[0, R.S_UNFED] = 1.0
     defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
-                "retune_ms": np.zeros((1, 1), np.float32), "history": np.zeros((1, H), np.float32),
+                "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
+                "history": np.zeros((1, H), np.float32),
                 "state": unfed}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)

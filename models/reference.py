@@ -31,8 +31,8 @@ GATE_RANGE_DB = F(10.0)
 AGREE_CENTS = F(60.0)
 # Auto mode keeps the current note until another allowed note is this many semitones closer.
 HYSTERESIS_ST = F(0.25)
-# Read rate limits: at most a fifth up or down.
-RHO_LIMIT = F(1.5)
+# Read rate limits: 25 semitones up or down (transpose reaches ±24).
+RHO_LIMIT = F(4.25)
 # Minimum head delay, for the cubic interpolator's look-ahead of two samples.
 DMIN = F(2.0)
 # Unvoiced: the head drifts to a crossfade edge (a single head, a pure delay) at this rate.
@@ -127,12 +127,13 @@ class Reference:
         self.state = np.zeros(STATE_LEN, F)
 
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
-                retune_ms=0.0):
-        """Returns (corrected block, confidence, detected_pitch)."""
+                retune_ms=0.0, transpose=0.0):
+        """Returns (corrected block, confidence, detected_pitch, applied_target_hz)."""
         c = self.c
         mask = np.ones(12, F) if scale_mask is None else np.asarray(scale_mask, F)
         target_pitch, strength = F(target_pitch), np.clip(F(strength), F(0.0), F(1.0))
         tuning = np.clip(F(tuning_hz), F(300.0), F(600.0))
+        semitones = np.clip(F(transpose), F(-24.0), F(24.0))
         retune = np.clip(F(retune_ms), F(0.0), F(5000.0))
         s = self.state
         n = np.arange(BLOCK, dtype=F)
@@ -165,10 +166,11 @@ class Reference:
         note = s[S_NOTE]
         if voiced and not manual and any_allowed:
             note = nearest_allowed(m_in, mask, s[S_NOTE])
+        # transpose shifts every new target; a held target already carries it
         if manual:
-            m_target = midi_note(np.clip(target_pitch, F(20.0), F(5000.0)), tuning)
+            m_target = midi_note(np.clip(target_pitch, F(20.0), F(5000.0)), tuning) + semitones
         elif voiced:
-            m_target = note if any_allowed else m_in
+            m_target = (note if any_allowed else m_in) + semitones
         else:
             m_target = s[S_TARGET]
 
@@ -215,4 +217,5 @@ class Reference:
         self.state = np.array([F(delay[-1]), est if voiced else F(0.0), v_blk, note, m_smooth[-1],
                                period[-1], F(0.0)], F)
         detected = c.sr / est if voiced else F(0.0)
-        return out.astype(F), F(v_blk), F(detected)
+        applied = tuning * np.exp((m_smooth[-1] - F(69.0)) / F(12.0) * LOG2) if voiced or manual else F(0.0)
+        return out.astype(F), F(v_blk), F(detected), F(applied)

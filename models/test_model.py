@@ -50,7 +50,7 @@ def test_rebuild_is_byte_identical(tmp_path):
 @pytest.mark.parametrize("controls", [
     {},
     {"target_pitch": 210.0, "retune_ms": 60.0},
-    {"strength": 0.5, "scale_mask": quality.C_MAJOR, "tuning_hz": 442.0, "retune_ms": 150.0},
+    {"strength": 0.5, "scale_mask": quality.C_MAJOR, "tuning_hz": 442.0, "retune_ms": 150.0, "transpose": -7.5},
 ])
 def test_graph_matches_reference(rate, controls):
     """Every block of a long stream, the graph fed the reference's state, matches the reference.
@@ -71,11 +71,12 @@ def test_graph_matches_reference(rate, controls):
         feeds.update(audio_buffer=block.reshape(1, BLOCK), history=ref.history.reshape(1, -1),
                      state=ref.state.reshape(1, -1))
         got = dict(zip(names, sess.run(names, feeds)))
-        expected, confidence, detected = ref.process(block, **controls)
+        expected, confidence, detected, applied = ref.process(block, **controls)
         assert np.all(np.isfinite(got["corrected_audio"]))
         worst = max(worst, float(np.abs(got["corrected_audio"][0] - expected).max()))
         assert abs(got["confidence"][0, 0] - confidence) <= 1e-3
         assert abs(got["detected_pitch"][0, 0] - detected) <= 1e-2
+        assert abs(got["applied_target_hz"][0, 0] - applied) <= 1e-2
         assert np.abs(got["state_out"][0] - ref.state).max() <= 1e-2
     assert worst <= 1e-3, f"max abs diff {worst}"
 
@@ -117,9 +118,10 @@ def test_contract_and_metadata(rate):
     sess = stream.session(path_for(rate))
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
     assert {"audio_buffer", "target_pitch", "correction_strength", "scale_mask", "tuning_hz", "retune_ms",
-            "history", "state"} == names
+            "transpose", "history", "state"} == names
     outputs = {o.name for o in sess.get_outputs()}
-    assert {"corrected_audio", "confidence", "detected_pitch", "history_out", "state_out"} == outputs
+    assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
+            "state_out"} == outputs
 
 
 @pytest.mark.parametrize("rate", RATES)

@@ -66,7 +66,7 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     status.sample_rate.store(client.sample_rate, Relaxed);
     status.period.store(client.period, Relaxed);
     let meters = Arc::new(Meters::default());
-    let controls = Arc::new(Controls::new(settings.initial_params()));
+    let controls = Arc::new(Controls::new(settings.initial_state()));
     let (commands, command_rx) = RingBuffer::new(COMMAND_SLOTS);
     let (retired_tx, retired) = RingBuffer::new(COMMAND_SLOTS);
     let (events_tx, events) = RingBuffer::new(EVENT_SLOTS);
@@ -95,7 +95,7 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         Arc::clone(&meters),
     );
     let (jack, failed) = client
-        .activate(&settings.jack, processor, model_rate, Arc::clone(&status))
+        .activate(&settings.jack, &settings.midi, processor, model_rate, Arc::clone(&status))
         .context("starting the JACK node")?;
     for f in failed {
         log::warn!("JACK connection failed: {f}");
@@ -105,7 +105,7 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     let (request_tx, requests) = mpsc::channel();
     let osc_stop = Arc::new(AtomicBool::new(false));
     let service =
-        OscService::new(&settings.osc, Arc::clone(&controls), Arc::clone(&status), Arc::clone(&meters), request_tx);
+        OscService::new(&settings, Arc::clone(&controls), Arc::clone(&status), Arc::clone(&meters), request_tx);
     let (osc_thread, osc_addr) = osc::spawn(&settings.osc.bind, service, Arc::clone(&osc_stop))
         .with_context(|| format!("binding OSC to {}", settings.osc.bind))?;
     log::info!("OSC on udp://{osc_addr}{}", settings.osc.root);

@@ -9,6 +9,7 @@ pub mod model;
 pub mod offline;
 pub mod osc;
 pub mod rt;
+pub mod scales;
 pub mod settings;
 
 /// The only block size the engine serves: every model sees exactly this many frames per call.

@@ -99,7 +99,7 @@ fn init_logging(settings: &Settings) {
 
 fn process(settings: &Settings, args: ProcessArgs) -> Result<()> {
     let runtime = autotuned::model::start_runtime(settings.onnxruntime())?;
-    let mut params = Params { strength: args.strength, retune_ms: args.retune_ms, ..settings.initial_params() };
+    let mut params = Params { strength: args.strength, retune_ms: args.retune_ms, ..settings.initial_state().params };
     params.mode = Mode::Auto;
     if let Some(hz) = args.target_hz {
         params = Params { mode: Mode::Manual, target_hz: hz, ..params };

@@ -143,6 +143,7 @@ enum InputRole {
     ScaleMask,
     Tuning,
     Retune,
+    Transpose,
     State,
 }
 
@@ -168,7 +169,9 @@ impl Contract {
             ("scale_mask", s.scale_mask.is_some()),
             ("tuning_hz", s.tuning.is_some()),
             ("retune_ms", s.retune.is_some()),
+            ("transpose", s.transpose.is_some()),
             ("detected_pitch", s.detected.is_some()),
+            ("applied_target_hz", s.applied_target.is_some()),
             ("state", !s.state.is_empty()),
         ];
         let has = all.iter().filter(|(_, h)| *h).map(|(n, _)| *n).collect();
@@ -247,7 +250,14 @@ fn build_session(environment: &Environment, bytes: &[u8]) -> ort::Result<Session
 /// Runs a voiced tone through the model so first-run costs are paid off the RT thread, then
 /// resets its state.
 fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
-    let controls = Controls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0 };
+    let controls = Controls {
+        target_hz: 0.0,
+        strength: 1.0,
+        scale_mask: 0x0fff,
+        tuning_hz: 440.0,
+        retune_ms: 0.0,
+        transpose: 0.0,
+    };
     let mut input = vec![0.0f32; BLOCK];
     let mut out = vec![0.0f32; BLOCK];
     for block in 0..WARM_UP_BLOCKS {
@@ -369,6 +379,7 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
             "scale_mask" => InputRole::ScaleMask,
             "tuning_hz" => InputRole::Tuning,
             "retune_ms" => InputRole::Retune,
+            "transpose" => InputRole::Transpose,
             _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
             _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
         };
@@ -400,6 +411,7 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
     let confidence =
         take_output("confidence", &[1, 1])?.ok_or_else(|| missing_output("confidence", "f32 [1, 1] 0..1"))?;
     let detected = take_output("detected_pitch", &[1, 1])?;
+    let applied_target = take_output("applied_target_hz", &[1, 1])?;
     let mut state = Vec::new();
     for (index, (name, shape)) in inputs.iter().enumerate() {
         if roles[index] == InputRole::State {
@@ -414,9 +426,11 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
         scale_mask: find(InputRole::ScaleMask),
         tuning: find(InputRole::Tuning),
         retune: find(InputRole::Retune),
+        transpose: find(InputRole::Transpose),
         corrected,
         confidence,
         detected,
+        applied_target,
         state,
     };
     let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));

@@ -74,7 +74,7 @@ pub fn process_file(
         let start = (b * BLOCK).min(samples.len());
         let end = ((b + 1) * BLOCK).min(samples.len());
         block_in[..end - start].copy_from_slice(&samples[start..end]);
-        processor.process(&block_in, &mut block_out);
+        processor.process(&block_in, &mut block_out, None);
         corrected.extend_from_slice(&block_out);
         bar.inc(1);
     }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
-use crate::control::{Controls, Status};
-use crate::rt::{Meters, Mode, Params};
-use crate::settings::{OscSettings, RETUNE_MS, STRENGTH, TARGET_HZ, TUNING_HZ};
+use crate::control::{ControlState, Controls, Status};
+use crate::rt::{Meters, Mode};
+use crate::scales::{key_name, parse_key, Scale, SCALES};
+use crate::settings::{Presets, Settings, RETUNE_MS, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 
 /// Deepest bundle nesting accepted; rosc recurses once per level with no limit of its own.
 pub const MAX_BUNDLE_DEPTH: usize = 8;
@@ -127,15 +128,34 @@ impl RateLimit {
     }
 }
 
-/// The address space and its state; `handle` turns one datagram into replies.
+/// How long a `/subscribe` lasts without renewal.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// Meter rates a subscriber may ask for, Hz.
+pub const METER_RATE: (f32, f32) = (1.0, 120.0);
+const DEFAULT_METER_RATE: f32 = 30.0;
+
+struct Subscriber {
+    addr: SocketAddr,
+    period: Duration,
+    expires: Instant,
+    next_meter: Instant,
+}
+
+/// The address space and its state; `handle` turns one datagram into replies, `tick` sends
+/// meters and parameter feedback to subscribers.
 pub struct OscService {
     root: String,
     reply_port: u16,
+    presets: Presets,
+    default_mode: Mode,
     controls: Arc<Controls>,
     status: Arc<Status>,
     meters: Arc<Meters>,
     requests: Sender<Request>,
     errors: RateLimit,
+    subscribers: Vec<Subscriber>,
+    /// The parameter values subscribers were last sent, to send only what changed.
+    last_sent: Vec<OscMessage>,
 }
 
 /// A value read from lenient OSC arguments.
@@ -151,29 +171,57 @@ fn number(arg: &OscType) -> Option<f64> {
     }
 }
 
-/// One message's effect: a reply, a parameter change, or an error.
+/// One message's effect: a reply, a change, or an error.
 enum Outcome {
-    Reply(OscMessage),
+    Reply(Vec<OscMessage>),
     Changed,
     Error(ErrorCode, String),
 }
 
+fn bad(message: impl Into<String>) -> Outcome {
+    Outcome::Error(ErrorCode::BadArguments, message.into())
+}
+
+/// Addresses (below the root) that change parameters; the rest are services.
+fn is_parameter(path: &str) -> bool {
+    matches!(
+        path,
+        "/strength"
+            | "/retune/ms"
+            | "/tuning"
+            | "/transpose"
+            | "/target/hz"
+            | "/target/note"
+            | "/target/release"
+            | "/mode"
+            | "/key"
+            | "/scale"
+            | "/notes"
+            | "/bypass"
+            | "/preset"
+    ) || path.strip_prefix("/notes/").is_some()
+}
+
 impl OscService {
     pub fn new(
-        settings: &OscSettings,
+        settings: &Settings,
         controls: Arc<Controls>,
         status: Arc<Status>,
         meters: Arc<Meters>,
         requests: Sender<Request>,
     ) -> OscService {
         OscService {
-            root: settings.root.clone(),
-            reply_port: settings.reply_port,
+            root: settings.osc.root.clone(),
+            reply_port: settings.osc.reply_port,
+            presets: settings.presets.clone(),
+            default_mode: settings.default_mode(),
             controls,
             status,
             meters,
             requests,
-            errors: RateLimit::new(settings.errors_per_second),
+            errors: RateLimit::new(settings.osc.errors_per_second),
+            subscribers: Vec::new(),
+            last_sent: Vec::new(),
         }
     }
 
@@ -182,7 +230,7 @@ impl OscService {
         self.errors.suppressed
     }
 
-    /// Decodes and applies one datagram; returns the packets to send back to `from`. A bundle's
+    /// Decodes and applies one datagram; returns the packets to send. A bundle's parameter
     /// changes are published together.
     pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) -> Vec<(SocketAddr, OscPacket)> {
         let to = if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) };
@@ -200,17 +248,52 @@ impl OscService {
         };
         let mut messages = Vec::new();
         flatten(packet, &mut messages);
-        let outcomes: Vec<(String, Outcome)> = self
+        let (parameters, services): (Vec<OscMessage>, Vec<OscMessage>) =
+            messages.into_iter().partition(|m| self.path(&m.addr).is_some_and(is_parameter));
+        let mut outcomes: Vec<(String, Outcome)> = self
             .controls
-            .update(|params| messages.into_iter().map(|m| (m.addr.clone(), self.apply(params, m))).collect());
+            .update(|state| parameters.into_iter().map(|m| (m.addr.clone(), self.apply_parameter(state, m))).collect());
+        for m in services {
+            let addr = m.addr.clone();
+            let outcome = self.apply_service(m, to);
+            outcomes.push((addr, outcome));
+        }
         for (addr, outcome) in outcomes {
             match outcome {
-                Outcome::Reply(m) => out.push((to, OscPacket::Message(m))),
+                Outcome::Reply(replies) => out.extend(replies.into_iter().map(|m| (to, OscPacket::Message(m)))),
                 Outcome::Changed => {}
                 Outcome::Error(code, msg) => self.error(&mut out, to, &addr, code, &msg),
             }
         }
         out
+    }
+
+    /// Meters due to subscribers, feedback of changed parameters, expired leases. Returns the
+    /// packets to send and when to call again at the latest.
+    pub fn tick(&mut self, now: Instant) -> (Vec<(SocketAddr, OscPacket)>, Instant) {
+        self.subscribers.retain(|s| s.expires > now);
+        let mut out = Vec::new();
+        let current = self.parameter_messages(&self.controls.get());
+        let changed: Vec<OscMessage> = current.iter().filter(|m| !self.last_sent.contains(m)).cloned().collect();
+        self.last_sent = current;
+        let meters = self.meter_messages();
+        for s in &mut self.subscribers {
+            for m in &changed {
+                out.push((s.addr, OscPacket::Message(m.clone())));
+            }
+            if s.next_meter <= now {
+                let bundle = OscBundle { timetag: OscTime { seconds: 0, fractional: 1 }, content: meters.clone() };
+                out.push((s.addr, OscPacket::Bundle(bundle)));
+                // Keep the schedule, but never try to catch up a backlog.
+                s.next_meter = (s.next_meter + s.period).max(now);
+            }
+        }
+        let next = self.subscribers.iter().map(|s| s.next_meter).min().unwrap_or(now + Duration::from_millis(100));
+        (out, next.min(now + Duration::from_millis(100)))
+    }
+
+    fn path<'a>(&self, addr: &'a str) -> Option<&'a str> {
+        addr.strip_prefix(&self.root).filter(|rest| rest.starts_with('/'))
     }
 
     fn error(
@@ -229,36 +312,81 @@ impl OscService {
         }
     }
 
-    fn reply(&self, addr: &str, args: Vec<OscType>) -> Outcome {
-        Outcome::Reply(OscMessage { addr: addr.to_owned(), args })
+    fn message(&self, path: &str, args: Vec<OscType>) -> OscMessage {
+        OscMessage { addr: format!("{}{path}", self.root), args }
     }
 
-    /// Applies one message to `p` (the working copy published after the whole packet).
-    fn apply(&self, p: &mut Params, m: OscMessage) -> Outcome {
-        let Some(path) = m.addr.strip_prefix(&self.root).filter(|rest| rest.starts_with('/')) else {
-            return Outcome::Error(ErrorCode::UnknownAddress, format!("unknown address (the root is {})", self.root));
-        };
-        let query = m.args.is_empty();
-        let float = |v: f32| vec![OscType::Float(v)];
+    /// Every parameter as the message that sets it: the feedback and `/dump` format.
+    fn parameter_messages(&self, s: &ControlState) -> Vec<OscMessage> {
+        let p = &s.params;
+        let f = |v: f32| vec![OscType::Float(v)];
+        let notes: Vec<OscType> = (0..12).map(|c| OscType::Int(i32::from(p.scale_mask >> c & 1))).collect();
+        let mut all = vec![
+            self.message("/strength", f(p.strength)),
+            self.message("/retune/ms", f(p.retune_ms)),
+            self.message("/tuning", f(p.tuning_hz)),
+            self.message("/transpose", f(p.transpose)),
+            self.message("/target/hz", f(p.target_hz)),
+            self.message("/target/note", f(note_of(p.target_hz, p.tuning_hz))),
+            self.message("/mode", vec![OscType::String(p.mode.name().into())]),
+            self.message("/key", vec![OscType::String(key_name(s.key).into())]),
+            self.message("/scale", vec![OscType::String(s.scale.name().into())]),
+            self.message("/notes", notes),
+            self.message("/bypass", f(if p.bypass { 1.0 } else { 0.0 })),
+        ];
+        all.extend((0..12).map(|c| self.message(&format!("/notes/{c}"), f(f32::from(p.scale_mask >> c & 1)))));
+        all
+    }
+
+    fn meter_messages(&self) -> Vec<OscPacket> {
+        let m = &self.meters;
+        let (pitch, target) = (m.detected_hz(), m.target_hz());
+        let tuning = self.controls.get().params.tuning_hz;
+        let note = if pitch > 0.0 { note_of(pitch, tuning) } else { 0.0 };
+        let cents = if pitch > 0.0 && target > 0.0 { 1200.0 * (pitch / target).log2() } else { 0.0 };
+        [
+            ("/meter/pitch", pitch),
+            ("/meter/note", note),
+            ("/meter/cents", cents),
+            ("/meter/confidence", m.confidence()),
+            ("/meter/target", target),
+        ]
+        .into_iter()
+        .map(|(path, v)| OscPacket::Message(self.message(path, vec![OscType::Float(v)])))
+        .collect()
+    }
+
+    /// Applies one parameter message to `s` (the working copy published after the packet).
+    fn apply_parameter(&self, s: &mut ControlState, m: OscMessage) -> Outcome {
+        let path = self.path(&m.addr).unwrap_or_default();
+        if m.args.is_empty() && !matches!(path, "/target/release") {
+            let current = self.parameter_messages(s);
+            return match current.into_iter().find(|r| r.addr == m.addr) {
+                Some(reply) => Outcome::Reply(vec![reply]),
+                None if path == "/preset" => {
+                    let names = self.presets.0.keys().map(|n| OscType::String(n.clone())).collect();
+                    Outcome::Reply(vec![self.message("/preset", names)])
+                }
+                None => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
+            };
+        }
+        let p = &mut s.params;
         match path {
-            "/strength" => self.set_number(p, &m, STRENGTH, |p| p.strength, |p, v| p.strength = v),
-            "/retune/ms" => self.set_number(p, &m, RETUNE_MS, |p| p.retune_ms, |p, v| p.retune_ms = v),
-            "/tuning" => self.set_number(p, &m, TUNING_HZ, |p| p.tuning_hz, |p, v| p.tuning_hz = v),
-            "/target/hz" => self.set_number(
-                p,
-                &m,
-                TARGET_HZ,
-                |p| p.target_hz,
-                |p, v| {
-                    p.target_hz = v;
+            "/strength" => set_number(&m, STRENGTH, &mut p.strength),
+            "/retune/ms" => set_number(&m, RETUNE_MS, &mut p.retune_ms),
+            "/tuning" => set_number(&m, TUNING_HZ, &mut p.tuning_hz),
+            "/transpose" => set_number(&m, TRANSPOSE, &mut p.transpose),
+            "/target/hz" => match set_number(&m, TARGET_HZ, &mut p.target_hz) {
+                Outcome::Changed => {
                     p.mode = Mode::Manual;
-                },
-            ),
-            "/target/note" if query => self.reply(&m.addr, float(note_of(p.target_hz, p.tuning_hz))),
+                    Outcome::Changed
+                }
+                other => other,
+            },
             "/target/note" => match single_number(&m) {
                 Err(e) => e,
                 Ok(note) => {
-                    let hz = p.tuning_hz * 2f32.powf((note as f32 - 69.0) / 12.0);
+                    let hz = p.tuning_hz * ((note as f32 - 69.0) / 12.0).exp2();
                     if (TARGET_HZ.0..=TARGET_HZ.1).contains(&hz) {
                         p.target_hz = hz;
                         p.mode = Mode::Manual;
@@ -271,15 +399,14 @@ impl OscService {
                     }
                 }
             },
-            "/mode" if query => self.reply(&m.addr, vec![OscType::String(p.mode.name().into())]),
+            "/target/release" => {
+                p.mode = self.default_mode;
+                Outcome::Changed
+            }
             "/mode" => {
                 let mode = match m.args.as_slice() {
-                    [OscType::String(s)] => Mode::parse(s),
-                    [arg] => number(arg).and_then(|v| match v as i64 {
-                        0 => Some(Mode::Auto),
-                        1 => Some(Mode::Manual),
-                        _ => None,
-                    }),
+                    [OscType::String(name)] => Mode::parse(name),
+                    [arg] => number(arg).and_then(|v| Mode::ALL.get(v as usize).copied().filter(|_| v >= 0.0)),
                     _ => None,
                 };
                 match mode {
@@ -287,10 +414,9 @@ impl OscService {
                         p.mode = mode;
                         Outcome::Changed
                     }
-                    None => Outcome::Error(ErrorCode::BadArguments, "expects one of: auto, manual (or 0, 1)".into()),
+                    None => bad("expects one of: auto, midi, manual (or 0, 1, 2)"),
                 }
             }
-            "/bypass" if query => self.reply(&m.addr, float(if p.bypass { 1.0 } else { 0.0 })),
             "/bypass" => match single_number(&m) {
                 Ok(v) => {
                     p.bypass = v >= 0.5;
@@ -298,47 +424,145 @@ impl OscService {
                 }
                 Err(e) => e,
             },
-            "/ping" => self.reply(&format!("{}/pong", self.root), m.args),
-            "/status" => self.reply(&format!("{}/status.reply", self.root), self.status_args()),
+            "/key" => {
+                let key = match m.args.as_slice() {
+                    [OscType::String(name)] => parse_key(name),
+                    [arg] => number(arg).filter(|v| (0.0..12.0).contains(v)).map(|v| v as u8),
+                    _ => None,
+                };
+                match key {
+                    Some(key) => {
+                        s.set_key(key);
+                        Outcome::Changed
+                    }
+                    None => bad("expects a note name C..B or 0..11"),
+                }
+            }
+            "/scale" => {
+                let scale = match m.args.as_slice() {
+                    [OscType::String(name)] => Scale::parse(name),
+                    [arg] => number(arg)
+                        .filter(|v| *v >= 0.0 && (*v as usize) < SCALES.len())
+                        .map(|v| Scale::Named(v as usize)),
+                    _ => None,
+                };
+                match scale {
+                    Some(scale) => {
+                        s.set_scale(s.key, scale);
+                        Outcome::Changed
+                    }
+                    None => bad(format!("expects a scale name or 0..{}", SCALES.len() - 1)),
+                }
+            }
+            "/notes" => {
+                let mask = match m.args.as_slice() {
+                    [one] => number(one).filter(|v| (0.0..4096.0).contains(v) && v.fract() == 0.0).map(|v| v as u16),
+                    twelve if twelve.len() == 12 => twelve.iter().enumerate().try_fold(0u16, |mask, (class, arg)| {
+                        number(arg).map(|v| if v >= 0.5 { mask | 1 << class } else { mask })
+                    }),
+                    _ => None,
+                };
+                match mask {
+                    Some(mask) => {
+                        s.set_notes(mask);
+                        Outcome::Changed
+                    }
+                    None => bad("expects 12 flags (C..B) or one int mask 0..4095"),
+                }
+            }
+            "/preset" => match m.args.as_slice() {
+                [OscType::String(name)] => match self.presets.0.get(name) {
+                    Some(preset) => {
+                        preset.apply(s);
+                        Outcome::Changed
+                    }
+                    None => bad(format!("unknown preset {name:?}; known: {}", self.preset_names())),
+                },
+                _ => bad("expects a preset name"),
+            },
+            notes_class => {
+                let class = notes_class.strip_prefix("/notes/").and_then(|c| c.parse::<u8>().ok()).filter(|c| *c < 12);
+                match (class, single_number(&m)) {
+                    (None, _) => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
+                    (Some(_), Err(e)) => e,
+                    (Some(class), Ok(v)) => {
+                        let mask = if v >= 0.5 { p.scale_mask | 1 << class } else { p.scale_mask & !(1 << class) };
+                        s.set_notes(mask);
+                        Outcome::Changed
+                    }
+                }
+            }
+        }
+    }
+
+    fn preset_names(&self) -> String {
+        self.presets.0.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    fn apply_service(&mut self, m: OscMessage, to: SocketAddr) -> Outcome {
+        let Some(path) = self.path(&m.addr) else {
+            return Outcome::Error(ErrorCode::UnknownAddress, format!("unknown address (the root is {})", self.root));
+        };
+        match path {
+            "/ping" => Outcome::Reply(vec![self.message("/pong", m.args)]),
+            "/status" => Outcome::Reply(vec![self.message("/status.reply", self.status_args())]),
+            "/dump" => Outcome::Reply(self.parameter_messages(&self.controls.get())),
+            "/subscribe" => self.subscribe(&m, to),
+            "/unsubscribe" => {
+                self.subscribers.retain(|s| s.addr != to);
+                Outcome::Changed
+            }
             "/model/reload" => {
                 let name = match m.args.as_slice() {
                     [] => None,
                     [OscType::String(s)] => Some(s.clone()),
-                    _ => {
-                        return Outcome::Error(
-                            ErrorCode::BadArguments,
-                            "expects no argument or a model file name".into(),
-                        )
-                    }
+                    _ => return bad("expects no argument or a model file name"),
                 };
                 match self.requests.send(Request::ReloadModel(name)) {
                     Ok(()) => Outcome::Changed,
-                    Err(_) => Outcome::Error(ErrorCode::BadArguments, "the supervisor is shutting down".into()),
+                    Err(_) => bad("the supervisor is shutting down"),
                 }
+            }
+            meter if meter.starts_with("/meter/") && m.args.is_empty() => {
+                let all = self.meter_messages();
+                let found = all.into_iter().find_map(|p| match p {
+                    OscPacket::Message(reply) if reply.addr == m.addr => Some(reply),
+                    _ => None,
+                });
+                found.map_or_else(
+                    || Outcome::Error(ErrorCode::UnknownAddress, "unknown meter".into()),
+                    |r| Outcome::Reply(vec![r]),
+                )
             }
             _ => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
         }
     }
 
-    fn set_number(
-        &self,
-        p: &mut Params,
-        m: &OscMessage,
-        (lo, hi): (f32, f32),
-        get: impl Fn(&Params) -> f32,
-        set: impl Fn(&mut Params, f32),
-    ) -> Outcome {
-        if m.args.is_empty() {
-            return self.reply(&m.addr, vec![OscType::Float(get(p))]);
+    /// `/subscribe [i port] [f rate]`: a 10 s lease on meters and parameter feedback, renewed
+    /// by subscribing again. Replies with every parameter, so a new surface starts in sync.
+    fn subscribe(&mut self, m: &OscMessage, to: SocketAddr) -> Outcome {
+        let numbers: Option<Vec<f64>> = m.args.iter().map(number).collect();
+        let (port, rate) = match numbers.as_deref() {
+            Some([]) => (to.port(), DEFAULT_METER_RATE),
+            Some([port]) => (*port as u16, DEFAULT_METER_RATE),
+            Some([port, rate]) => (*port as u16, *rate as f32),
+            _ => return bad("expects [port] [rate]"),
+        };
+        if !(METER_RATE.0..=METER_RATE.1).contains(&rate) || port == 0 {
+            let (lo, hi) = METER_RATE;
+            return Outcome::Error(ErrorCode::OutOfRange, format!("port must be 1..65535 and rate {lo}..={hi} Hz"));
         }
-        match single_number(m) {
-            Err(e) => e,
-            Ok(v) if (f64::from(lo)..=f64::from(hi)).contains(&v) => {
-                set(p, v as f32);
-                Outcome::Changed
+        let addr = SocketAddr::new(to.ip(), if m.args.is_empty() { to.port() } else { port });
+        let now = Instant::now();
+        let period = Duration::from_secs_f32(1.0 / rate);
+        match self.subscribers.iter_mut().find(|s| s.addr == addr) {
+            Some(s) => {
+                s.period = period;
+                s.expires = now + LEASE;
             }
-            Ok(v) => Outcome::Error(ErrorCode::OutOfRange, format!("{v} is outside {lo}..={hi}")),
+            None => self.subscribers.push(Subscriber { addr, period, expires: now + LEASE, next_meter: now }),
         }
+        Outcome::Reply(self.parameter_messages(&self.controls.get()))
     }
 
     fn status_args(&self) -> Vec<OscType> {
@@ -358,14 +582,23 @@ impl OscService {
     }
 }
 
+fn set_number(m: &OscMessage, (lo, hi): (f32, f32), value: &mut f32) -> Outcome {
+    match single_number(m) {
+        Err(e) => e,
+        Ok(v) if (f64::from(lo)..=f64::from(hi)).contains(&v) => {
+            *value = v as f32;
+            Outcome::Changed
+        }
+        Ok(v) => Outcome::Error(ErrorCode::OutOfRange, format!("{v} is outside {lo}..={hi}")),
+    }
+}
+
 fn single_number(m: &OscMessage) -> Result<f64, Outcome> {
     match m.args.as_slice() {
-        [arg] => number(arg)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| Outcome::Error(ErrorCode::BadArguments, format!("expects a finite number, got {arg:?}"))),
-        args => {
-            Err(Outcome::Error(ErrorCode::BadArguments, format!("expects one number, got {} arguments", args.len())))
+        [arg] => {
+            number(arg).filter(|v| v.is_finite()).ok_or_else(|| bad(format!("expects a finite number, got {arg:?}")))
         }
+        args => Err(bad(format!("expects one number, got {} arguments", args.len()))),
     }
 }
 
@@ -384,20 +617,30 @@ fn flatten(packet: OscPacket, out: &mut Vec<OscMessage>) {
 /// settings picks a free one).
 pub fn spawn(bind: &str, mut service: OscService, stop: Arc<AtomicBool>) -> io::Result<(JoinHandle<()>, SocketAddr)> {
     let socket = UdpSocket::bind(bind)?;
-    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let local = socket.local_addr()?;
     let handle = std::thread::Builder::new().name("osc".into()).spawn(move || {
         let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut deadline = Instant::now();
         while !stop.load(Relaxed) {
-            let (len, from) = match socket.recv_from(&mut buffer) {
-                Ok(r) => r,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            if let Err(e) = socket.set_read_timeout(Some(wait)) {
+                log::warn!("OSC socket timeout: {e}");
+            }
+            let mut outgoing = match socket.recv_from(&mut buffer) {
+                Ok((len, from)) => service.handle(&buffer[..len], from),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Vec::new(),
                 Err(e) => {
                     log::warn!("OSC receive failed: {e}");
-                    continue;
+                    Vec::new()
                 }
             };
-            for (to, packet) in service.handle(&buffer[..len], from) {
+            let now = Instant::now();
+            if now >= deadline || !outgoing.is_empty() {
+                let (ticked, next) = service.tick(now);
+                outgoing.extend(ticked);
+                deadline = next;
+            }
+            for (to, packet) in outgoing {
                 match rosc::encoder::encode(&packet) {
                     Ok(bytes) => {
                         if let Err(e) = socket.send_to(&bytes, to) {

@@ -1,5 +1,5 @@
 //! The RT path allocates nothing: 10 000 blocks of the real processor with the default model,
-//! parameter changes and a model swap, under an allocator that aborts on any Rust allocation.
+//! parameter changes in every mode, MIDI in and out, and a model swap, under an allocator that aborts on any Rust allocation.
 //! (ONNX Runtime's own C mallocs do not go through Rust's allocator; `make malloc-count`
 //! measures those.)
 
@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use assert_no_alloc::{assert_no_alloc, AllocDisabler};
-use autotuned::rt::{Command, Meters, Mode, Params, Processor, ProcessorRings, SharedParams};
+use autotuned::rt::{Command, Meters, MidiInput, Mode, NoteTracker, Params, Processor, ProcessorRings, SharedParams};
 use autotuned::BLOCK;
 use common::{root, runtime, sine};
 use rtrb::RingBuffer;
@@ -37,6 +37,9 @@ fn ten_thousand_blocks_with_changes_and_a_swap_allocate_nothing() {
     let blocks_per_loop = input.len() / BLOCK;
     let mut swap = Some(Command::Swap(Box::new(second)));
     let mut finite = true;
+    let mut held = MidiInput::default();
+    let mut notes = NoteTracker::new(1, 3, 0.5);
+    let mut sent = 0usize;
 
     assert_no_alloc(|| {
         for block in 0..10_000usize {
@@ -44,11 +47,13 @@ fn ten_thousand_blocks_with_changes_and_a_swap_allocate_nothing() {
                 let step = (block / 10 % 20) as f32;
                 params.store(&Params {
                     strength: step / 19.0,
-                    mode: if block % 20 == 0 { Mode::Manual } else { Mode::Auto },
+                    mode: Mode::ALL[block / 10 % 3],
                     target_hz: 150.0 + step * 10.0,
                     retune_ms: step * 5.0,
                     tuning_hz: 435.0 + step,
                     scale_mask: 0x0fff ^ (1 << (block / 10 % 12)),
+                    transpose: step - 10.0,
+                    bend_range: 2.0,
                     bypass: block % 1000 >= 990,
                 });
             }
@@ -57,13 +62,17 @@ fn ten_thousand_blocks_with_changes_and_a_swap_allocate_nothing() {
                     let _ = commands.push(command);
                 }
             }
+            held.feed(&[if block % 7 == 0 { 0x80 } else { 0x90 }, 50 + (block % 12) as u8, 100]);
+            held.feed(&[0xe0, (block % 128) as u8, 64]);
             let start = (block % blocks_per_loop) * BLOCK;
-            processor.process(&input[start..start + BLOCK], &mut output);
+            let report = processor.process(&input[start..start + BLOCK], &mut output, held.target_note(2.0));
+            sent += notes.update(report.target_hz.max(1.0).log2() * 12.0, report.confidence).iter().flatten().count();
             finite &= output.iter().all(|x| x.is_finite());
         }
     });
 
     assert!(finite);
+    assert!(sent > 0, "the MIDI out path ran");
     assert_eq!(meters.blocks(), 10_000, "every block ran a model");
     assert_eq!(meters.faults(), 0);
     assert!(retired.pop().is_ok(), "the swapped-out model came back for the supervisor to drop");

@@ -36,7 +36,10 @@ fn a_base_contract_model_loads_with_features_reported_missing() {
     let (_, contract) = runtime().load(&fixture("identity.onnx"), None).unwrap();
     let (has, lacks) = contract.features();
     assert!(has.is_empty());
-    assert_eq!(lacks, ["scale_mask", "tuning_hz", "retune_ms", "detected_pitch", "state"]);
+    assert_eq!(
+        lacks,
+        ["scale_mask", "tuning_hz", "retune_ms", "transpose", "detected_pitch", "applied_target_hz", "state"]
+    );
 }
 
 #[test]
@@ -83,7 +86,7 @@ fn rig(model: &Path, params: Params) -> Rig {
 fn run(rig: &mut Rig, input: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; input.len()];
     for (i, o) in input.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK)) {
-        rig.processor.process(i, o);
+        rig.processor.process(i, o, None);
     }
     out
 }

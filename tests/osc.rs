@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use autotuned::control::{Controls, Status};
 use autotuned::osc::{self, OscService, Request};
-use autotuned::rt::{Meters, Mode, Params};
-use autotuned::settings::OscSettings;
+use autotuned::rt::{Meters, Mode};
+use autotuned::settings::Settings;
 use common::OscClient;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
@@ -29,9 +29,10 @@ impl Drop for Server {
 }
 
 fn server(errors_per_second: u32) -> Server {
-    let controls = Arc::new(Controls::new(Params::default()));
+    let mut settings = Settings::default();
+    settings.osc.errors_per_second = errors_per_second;
+    let controls = Arc::new(Controls::new(settings.initial_state()));
     let (tx, requests) = mpsc::channel();
-    let settings = OscSettings { errors_per_second, ..OscSettings::default() };
     let service =
         OscService::new(&settings, Arc::clone(&controls), Arc::new(Status::default()), Arc::new(Meters::default()), tx);
     let stop = Arc::new(AtomicBool::new(false));
@@ -67,19 +68,22 @@ fn set_and_query_round_trip_with_lenient_types() {
 
     c.send(s.addr, "/autotune/target/hz", float(330.0));
     sync(&c, &s);
-    assert_eq!(s.controls.get().mode, Mode::Manual);
+    assert_eq!(s.controls.get().params.mode, Mode::Manual);
     assert_eq!(c.request(s.addr, "/autotune/target/hz", vec![]).unwrap().args, float(330.0));
     c.send(s.addr, "/autotune/mode", vec![OscType::String("auto".into())]);
     assert_eq!(c.request(s.addr, "/autotune/mode", vec![]).unwrap().args, vec![OscType::String("auto".into())]);
     c.send(s.addr, "/autotune/target/note", vec![OscType::Float(69.5)]);
     sync(&c, &s);
-    let hz = s.controls.get().target_hz;
+    let hz = s.controls.get().params.target_hz;
     assert!((hz - 442.0 * 2f32.powf(0.5 / 12.0)).abs() < 1e-3, "{hz}");
     let OscType::Float(note) = c.request(s.addr, "/autotune/target/note", vec![]).unwrap().args[0] else { panic!() };
     assert!((note - 69.5).abs() < 1e-4);
-    c.send(s.addr, "/autotune/mode", vec![OscType::Int(0)]);
+    c.send(s.addr, "/autotune/mode", vec![OscType::Int(1)]);
     sync(&c, &s);
-    assert_eq!(s.controls.get().mode, Mode::Auto);
+    assert_eq!(s.controls.get().params.mode, Mode::Midi);
+    c.send(s.addr, "/autotune/target/release", vec![]);
+    sync(&c, &s);
+    assert_eq!(s.controls.get().params.mode, Mode::Auto, "release returns to the configured mode");
 
     assert_eq!(
         c.request(s.addr, "/autotune/ping", vec![OscType::Int(7)]).unwrap(),
@@ -106,6 +110,16 @@ fn bad_input_gets_error_replies_and_changes_nothing() {
         ("/autotune/target/note", vec![OscType::Int(140)], 3),
         ("/autotune/tuning", float(300.0), 3),
         ("/autotune/mode", vec![OscType::String("sideways".into())], 2),
+        ("/autotune/mode", vec![OscType::Int(3)], 2),
+        ("/autotune/key", vec![OscType::String("H".into())], 2),
+        ("/autotune/key", vec![OscType::Int(12)], 2),
+        ("/autotune/scale", vec![OscType::String("bebop".into())], 2),
+        ("/autotune/notes", vec![OscType::Int(1); 5], 2),
+        ("/autotune/notes", vec![OscType::Int(5000)], 2),
+        ("/autotune/notes/12", float(1.0), 1),
+        ("/autotune/transpose", float(25.0), 3),
+        ("/autotune/preset", vec![OscType::String("nope".into())], 2),
+        ("/autotune/subscribe", vec![OscType::Int(9000), OscType::Float(500.0)], 3),
     ];
     for (addr, args, code) in cases {
         let reply = c.request(s.addr, addr, args).unwrap_or_else(|| panic!("no error reply for {addr}"));
@@ -138,7 +152,7 @@ fn a_bundle_is_applied_at_once() {
     });
     c.send_raw(s.addr, &rosc::encoder::encode(&bundle).unwrap());
     sync(&c, &s);
-    let p = s.controls.get();
+    let p = s.controls.get().params;
     assert_eq!((p.strength, p.target_hz, p.retune_ms, p.mode), (0.3, 250.0, 40.0, Mode::Manual));
 }
 
@@ -227,7 +241,7 @@ fn random_and_mutated_datagrams_do_not_crash_the_server() {
     common::wait_for(std::time::Duration::from_secs(20), "a pong after the flood", || {
         c2.request(s.addr, "/autotune/ping", vec![]).is_some_and(|m| m.addr == "/autotune/pong")
     });
-    let p = s.controls.get();
+    let p = s.controls.get().params;
     assert!(p.strength.is_finite() && (0.0..=1.0).contains(&p.strength));
     assert!((20.0..=2000.0).contains(&p.target_hz) && (400.0..=480.0).contains(&p.tuning_hz));
 }
@@ -241,4 +255,95 @@ fn model_reload_is_passed_to_the_supervisor() {
     assert_eq!(s.requests.try_recv().unwrap(), Request::ReloadModel(Some("other.onnx".into())));
     let reply = c.request(s.addr, "/autotune/model/reload", vec![OscType::Int(3)]).unwrap();
     assert_eq!(reply.args[1], OscType::Int(2));
+}
+
+#[test]
+fn key_scale_notes_and_presets_drive_the_scale_mask() {
+    let s = server(100);
+    let c = OscClient::new();
+    let mask = || s.controls.get().params.scale_mask;
+    c.send(s.addr, "/autotune/scale", vec![OscType::String("major".into())]);
+    c.send(s.addr, "/autotune/key", vec![OscType::String("G".into())]);
+    sync(&c, &s);
+    // G major: G A B C D E F#.
+    assert_eq!(mask(), 0b1010_1101_0101);
+    assert_eq!(c.request(s.addr, "/autotune/key", vec![]).unwrap().args, vec![OscType::String("G".into())]);
+    assert_eq!(c.request(s.addr, "/autotune/scale", vec![]).unwrap().args, vec![OscType::String("major".into())]);
+    c.send(s.addr, "/autotune/scale", vec![OscType::Int(12)]);
+    sync(&c, &s);
+    assert_eq!(
+        c.request(s.addr, "/autotune/scale", vec![]).unwrap().args,
+        vec![OscType::String("minor_pentatonic".into())]
+    );
+
+    let flags: Vec<OscType> = [1, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0].into_iter().map(OscType::Int).collect();
+    c.send(s.addr, "/autotune/notes", flags.clone());
+    sync(&c, &s);
+    assert_eq!(mask(), 0b0000_1001_0101);
+    assert_eq!(c.request(s.addr, "/autotune/notes", vec![]).unwrap().args, flags);
+    assert_eq!(c.request(s.addr, "/autotune/scale", vec![]).unwrap().args, vec![OscType::String("custom".into())]);
+    c.send(s.addr, "/autotune/notes/11", vec![OscType::Bool(true)]);
+    c.send(s.addr, "/autotune/notes/0", float(0.0));
+    sync(&c, &s);
+    assert_eq!(mask(), 0b1000_1001_0100);
+    c.send(s.addr, "/autotune/notes", vec![OscType::Int(0xfff)]);
+    sync(&c, &s);
+    assert_eq!(mask(), 0xfff);
+
+    c.send(s.addr, "/autotune/preset", vec![OscType::String("natural".into())]);
+    sync(&c, &s);
+    let p = s.controls.get().params;
+    assert_eq!((p.strength, p.retune_ms), (0.8, 80.0));
+    let names = c.request(s.addr, "/autotune/preset", vec![]).unwrap().args;
+    assert_eq!(names, vec![OscType::String("hard".into()), OscType::String("natural".into())]);
+    c.send(s.addr, "/autotune/transpose", float(-12.5));
+    sync(&c, &s);
+    assert_eq!(s.controls.get().params.transpose, -12.5);
+}
+
+#[test]
+fn subscribers_get_feedback_meters_and_dumps() {
+    let s = server(100);
+    let surface = OscClient::new();
+    let other = OscClient::new();
+    let dump = surface.request(s.addr, "/autotune/subscribe", vec![]).unwrap();
+    assert_eq!(dump.addr, "/autotune/strength", "subscribing starts with every parameter");
+    other.send(s.addr, "/autotune/strength", float(0.4));
+    // The surface hears the change another client made.
+    let mut heard = false;
+    let mut meters = 0;
+    for _ in 0..200 {
+        match surface.receive_packet() {
+            Some(rosc::OscPacket::Message(m)) if m.addr == "/autotune/strength" && m.args == float(0.4) => heard = true,
+            Some(rosc::OscPacket::Bundle(b)) => {
+                meters += 1;
+                let addrs: Vec<String> = b
+                    .content
+                    .iter()
+                    .filter_map(|p| match p {
+                        rosc::OscPacket::Message(m) => Some(m.addr.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(
+                    addrs,
+                    [
+                        "/autotune/meter/pitch",
+                        "/autotune/meter/note",
+                        "/autotune/meter/cents",
+                        "/autotune/meter/confidence",
+                        "/autotune/meter/target"
+                    ]
+                );
+            }
+            _ => {}
+        }
+        if heard && meters >= 3 {
+            break;
+        }
+    }
+    assert!(heard && meters >= 3, "feedback {heard}, {meters} meter bundles");
+    let all = other.request(s.addr, "/autotune/dump", vec![]);
+    assert!(all.is_some());
+    assert_eq!(other.request(s.addr, "/autotune/meter/pitch", vec![]).unwrap().args, float(0.0));
 }

@@ -4,11 +4,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
-use jack::{AudioIn, AudioOut, Client, ClientOptions, Control, Frames, Port, ProcessScope};
+use jack::{AudioIn, AudioOut, Client, ClientOptions, Control, Frames, MidiIn, MidiOut, Port, ProcessScope, RawMidi};
 
 use crate::control::Status;
-use crate::rt::Processor;
-use crate::settings::JackSettings;
+use crate::rt::{MidiInput, NoteTracker, Processor};
+use crate::settings::{JackSettings, MidiSettings};
 use crate::BLOCK;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,10 @@ pub struct ServerEvents {
 pub struct ProcessHandler {
     input: Port<AudioIn>,
     output: Port<AudioOut>,
+    midi_in: Port<MidiIn>,
+    midi_out: Port<MidiOut>,
+    held: MidiInput,
+    notes: NoteTracker,
     processor: Processor,
     /// False when the server's rate or period is one the model cannot serve.
     serving: bool,
@@ -42,12 +46,23 @@ pub struct ProcessHandler {
 
 impl jack::ProcessHandler for ProcessHandler {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        for event in self.midi_in.iter(ps) {
+            self.held.feed(event.bytes);
+        }
         let input = self.input.as_slice(ps);
         let output = self.output.as_mut_slice(ps);
-        if self.serving {
-            self.processor.process(input, output);
-        } else {
+        if !self.serving {
             output.copy_from_slice(input);
+            return Control::Continue;
+        }
+        let params = self.processor.params();
+        let report = self.processor.process(input, output, self.held.target_note(params.bend_range));
+        let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
+        let note = if sung_hz > 0.0 { 69.0 + 12.0 * (sung_hz / params.tuning_hz).log2() } else { -1.0 };
+        let mut writer = self.midi_out.writer(ps);
+        for message in self.notes.update(note, report.confidence).iter().flatten() {
+            // A full port buffer drops the message; nothing on this thread may wait or allocate.
+            let _ = writer.write(&RawMidi { time: 0, bytes: message });
         }
         Control::Continue
     }
@@ -133,18 +148,18 @@ impl OpenClient {
     pub fn activate(
         self,
         settings: &JackSettings,
+        midi: &MidiSettings,
         processor: Processor,
         model_rate: Option<u32>,
         status: Arc<Status>,
     ) -> Result<(JackNode, Vec<String>), JackError> {
-        let input = self
-            .client
-            .register_port("in", AudioIn::default())
-            .map_err(|source| JackError::Port { port: "in", source })?;
-        let output = self
-            .client
-            .register_port("out", AudioOut::default())
-            .map_err(|source| JackError::Port { port: "out", source })?;
+        let port = |port| move |source| JackError::Port { port, source };
+        let input = self.client.register_port("in", AudioIn::default()).map_err(port("in"))?;
+        let output = self.client.register_port("out", AudioOut::default()).map_err(port("out"))?;
+        let midi_in = self.client.register_port("midi_in", MidiIn::default()).map_err(port("midi_in"))?;
+        let midi_out = self.client.register_port("midi_out", MidiOut::default()).map_err(port("midi_out"))?;
+        let block_ms = BLOCK as f32 * 1000.0 / self.sample_rate as f32;
+        let min_blocks = (midi.out_min_note_ms / block_ms).ceil() as u32;
         let in_name = input.name().unwrap_or_default();
         let out_name = output.name().unwrap_or_default();
         let events = Arc::new(ServerEvents::default());
@@ -152,6 +167,10 @@ impl OpenClient {
             events: Arc::clone(&events),
             input,
             output,
+            midi_in,
+            midi_out,
+            held: MidiInput::default(),
+            notes: NoteTracker::new(midi.out_channel, min_blocks, midi.out_threshold),
             processor,
             serving: servable(self.period, self.sample_rate, model_rate),
             model_rate,

@@ -26,6 +26,8 @@ pub struct Controls {
     pub scale_mask: u16,
     pub tuning_hz: f32,
     pub retune_ms: f32,
+    /// Semitones added to every target (fed only to models with a `transpose` input).
+    pub transpose: f32,
 }
 
 /// What a block reported besides audio.
@@ -34,6 +36,8 @@ pub struct BlockReport {
     pub confidence: f32,
     /// Hz, 0 when unvoiced or when the model has no `detected_pitch` output.
     pub detected_hz: f32,
+    /// The target the model steers to, Hz; 0 when it has none or no `applied_target_hz` output.
+    pub target_hz: f32,
 }
 
 /// Which of the preallocated inputs and outputs plays which part of the contract.
@@ -45,9 +49,11 @@ pub struct Slots {
     pub scale_mask: Option<usize>,
     pub tuning: Option<usize>,
     pub retune: Option<usize>,
+    pub transpose: Option<usize>,
     pub corrected: usize,
     pub confidence: usize,
     pub detected: Option<usize>,
+    pub applied_target: Option<usize>,
     /// (input, output) pairs whose output is fed back as the input next block.
     pub state: Vec<(usize, usize)>,
 }
@@ -178,12 +184,23 @@ impl Inference {
         out.copy_from_slice(corrected);
         let confidence = self.outputs[self.slots.confidence].data()[0];
         let detected_hz = self.slots.detected.map_or(0.0, |i| self.outputs[i].data()[0]);
+        let target_hz = self.slots.applied_target.map_or(0.0, |i| self.outputs[i].data()[0]);
         for &(input, output) in &self.slots.state {
             let (inputs, outputs) = (&mut self.inputs, &self.outputs);
             inputs[input].data_mut().copy_from_slice(outputs[output].data());
         }
         let sane = |x: f32| if x.is_finite() { x } else { 0.0 };
-        Ok(BlockReport { confidence: sane(confidence), detected_hz: sane(detected_hz) })
+        Ok(BlockReport { confidence: sane(confidence), detected_hz: sane(detected_hz), target_hz: sane(target_hz) })
+    }
+
+    /// Whether the model applies `Controls::transpose` itself.
+    pub fn has_transpose(&self) -> bool {
+        self.slots.transpose.is_some()
+    }
+
+    /// Whether the model reports the target it steers to.
+    pub fn reports_target(&self) -> bool {
+        self.slots.applied_target.is_some()
     }
 
     /// The model's delay from input to output, in samples.
@@ -213,6 +230,9 @@ impl Inference {
         }
         if let Some(i) = slots.retune {
             self.inputs[i].data_mut()[0] = c.retune_ms;
+        }
+        if let Some(i) = slots.transpose {
+            self.inputs[i].data_mut()[0] = c.transpose;
         }
     }
 }

@@ -4,11 +4,13 @@
 pub mod events;
 pub mod inference;
 pub mod meters;
+pub mod midi;
 pub mod params;
 pub mod processor;
 
 pub use events::{Command, FaultKind, RtEvent};
-pub use inference::{Controls, Inference, InferenceError, Slots};
+pub use inference::{BlockReport, Controls, Inference, InferenceError, Slots};
 pub use meters::Meters;
+pub use midi::{MidiInput, NoteTracker};
 pub use params::{Mode, Params, SharedParams};
 pub use processor::{Processor, ProcessorRings};

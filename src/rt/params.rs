@@ -14,24 +14,30 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 pub enum Mode {
     /// The nearest allowed note of the detected pitch.
     Auto,
+    /// The most recent note held on the MIDI input (bent by pitch bend); none held: no change.
+    Midi,
     /// `target_hz`, set over OSC as Hz or as a MIDI note.
     Manual,
 }
 
 impl Mode {
+    /// In OSC order: 0 = auto, 1 = midi, 2 = manual.
+    pub const ALL: [Mode; 3] = [Mode::Auto, Mode::Midi, Mode::Manual];
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Auto => "auto",
+            Mode::Midi => "midi",
             Mode::Manual => "manual",
         }
     }
 
     pub fn parse(name: &str) -> Option<Mode> {
-        match name.to_ascii_lowercase().as_str() {
-            "auto" => Some(Mode::Auto),
-            "manual" => Some(Mode::Manual),
-            _ => None,
-        }
+        Mode::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    pub fn index(self) -> u32 {
+        Mode::ALL.iter().position(|m| *m == self).unwrap_or(0) as u32
     }
 }
 
@@ -49,6 +55,10 @@ pub struct Params {
     pub tuning_hz: f32,
     /// Allowed pitch classes, bit 0 = C … bit 11 = B.
     pub scale_mask: u16,
+    /// Semitones added to every target.
+    pub transpose: f32,
+    /// Semitones a full MIDI pitch bend moves the target.
+    pub bend_range: f32,
     pub bypass: bool,
 }
 
@@ -61,6 +71,8 @@ impl Default for Params {
             retune_ms: 0.0,
             tuning_hz: 440.0,
             scale_mask: 0x0fff,
+            transpose: 0.0,
+            bend_range: 2.0,
             bypass: false,
         }
     }
@@ -71,11 +83,13 @@ impl Default for Params {
 pub struct SharedParams {
     sequence: AtomicU32,
     strength: AtomicU32,
-    manual: AtomicBool,
+    mode: AtomicU32,
     target_hz: AtomicU32,
     retune_ms: AtomicU32,
     tuning_hz: AtomicU32,
     scale_mask: AtomicU32,
+    transpose: AtomicU32,
+    bend_range: AtomicU32,
     bypass: AtomicBool,
 }
 
@@ -84,11 +98,13 @@ impl SharedParams {
         let shared = SharedParams {
             sequence: AtomicU32::new(0),
             strength: AtomicU32::new(0),
-            manual: AtomicBool::new(false),
+            mode: AtomicU32::new(0),
             target_hz: AtomicU32::new(0),
             retune_ms: AtomicU32::new(0),
             tuning_hz: AtomicU32::new(0),
             scale_mask: AtomicU32::new(0),
+            transpose: AtomicU32::new(0),
+            bend_range: AtomicU32::new(0),
             bypass: AtomicBool::new(false),
         };
         shared.store(&initial);
@@ -100,11 +116,13 @@ impl SharedParams {
     pub fn store(&self, p: &Params) {
         self.sequence.fetch_add(1, Ordering::AcqRel);
         self.strength.store(p.strength.to_bits(), Ordering::Release);
-        self.manual.store(p.mode == Mode::Manual, Ordering::Release);
+        self.mode.store(p.mode.index(), Ordering::Release);
         self.target_hz.store(p.target_hz.to_bits(), Ordering::Release);
         self.retune_ms.store(p.retune_ms.to_bits(), Ordering::Release);
         self.tuning_hz.store(p.tuning_hz.to_bits(), Ordering::Release);
         self.scale_mask.store(u32::from(p.scale_mask), Ordering::Release);
+        self.transpose.store(p.transpose.to_bits(), Ordering::Release);
+        self.bend_range.store(p.bend_range.to_bits(), Ordering::Release);
         self.bypass.store(p.bypass, Ordering::Release);
         self.sequence.fetch_add(1, Ordering::AcqRel);
     }
@@ -117,11 +135,17 @@ impl SharedParams {
         }
         let p = Params {
             strength: f32::from_bits(self.strength.load(Ordering::Acquire)),
-            mode: if self.manual.load(Ordering::Acquire) { Mode::Manual } else { Mode::Auto },
+            mode: match self.mode.load(Ordering::Acquire) {
+                1 => Mode::Midi,
+                2 => Mode::Manual,
+                _ => Mode::Auto,
+            },
             target_hz: f32::from_bits(self.target_hz.load(Ordering::Acquire)),
             retune_ms: f32::from_bits(self.retune_ms.load(Ordering::Acquire)),
             tuning_hz: f32::from_bits(self.tuning_hz.load(Ordering::Acquire)),
             scale_mask: self.scale_mask.load(Ordering::Acquire) as u16,
+            transpose: f32::from_bits(self.transpose.load(Ordering::Acquire)),
+            bend_range: f32::from_bits(self.bend_range.load(Ordering::Acquire)),
             bypass: self.bypass.load(Ordering::Acquire),
         };
         // The field loads above must not drift past the second sequence read.
@@ -182,6 +206,7 @@ mod tests {
     fn modes_parse_by_name() {
         assert_eq!(Mode::parse("AUTO"), Some(Mode::Auto));
         assert_eq!(Mode::parse("manual"), Some(Mode::Manual));
-        assert_eq!(Mode::parse("midi"), None);
+        assert_eq!(Mode::parse("Midi").map(Mode::index), Some(1));
+        assert_eq!(Mode::parse("sideways"), None);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rtrb::{Consumer, Producer};
 
 use super::events::{Command, RtEvent};
-use super::inference::{Controls, Inference};
+use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
 use super::params::{Mode, Params, SharedParams};
 use crate::BLOCK;
@@ -98,6 +98,11 @@ impl Processor {
         }
     }
 
+    /// The parameters of the last block.
+    pub fn params(&self) -> Params {
+        self.current
+    }
+
     /// The delay from input to output in samples, for the current model.
     pub fn latency(&self) -> usize {
         self.latency
@@ -105,10 +110,11 @@ impl Processor {
 
     /// Processes exactly one block: `input` and `output` must be `BLOCK` long, else the output
     /// is silence (a contract breach by the caller must not panic on the RT thread).
-    pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
+    /// `midi_note` is the note held on the MIDI input (fractional, bend included), for MIDI mode.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32], midi_note: Option<f32>) -> BlockReport {
         if input.len() != BLOCK || output.len() != BLOCK {
             output.fill(0.0);
-            return;
+            return BlockReport::default();
         }
         self.take_commands();
         if let Some(p) = self.params.try_load() {
@@ -118,28 +124,49 @@ impl Processor {
             *c = if x.is_finite() { *x } else { 0.0 };
         }
         self.dry_line.process(&self.clean, &mut self.dry);
-        self.run_model();
+        let report = self.run_model(midi_note);
         self.mix(output);
         self.blocks += 1;
+        report
     }
 
-    fn run_model(&mut self) {
-        let Some(model) = self.model.as_mut() else {
-            self.wet.copy_from_slice(&self.dry);
-            return;
-        };
+    /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
+    /// when the model cannot transpose itself; with no MIDI note held, nothing is corrected.
+    fn controls(&self, midi_note: Option<f32>, model_transposes: bool) -> Controls {
         let p = &self.current;
-        let controls = Controls {
-            target_hz: if p.mode == Mode::Manual { p.target_hz } else { 0.0 },
-            strength: p.strength,
+        let shift = if model_transposes { 1.0 } else { (p.transpose / 12.0).exp2() };
+        let (target_hz, strength) = match (p.mode, midi_note) {
+            (Mode::Auto, _) => (0.0, p.strength),
+            (Mode::Manual, _) => (p.target_hz * shift, p.strength),
+            (Mode::Midi, Some(note)) => (p.tuning_hz * ((note - 69.0) / 12.0).exp2() * shift, p.strength),
+            (Mode::Midi, None) => (0.0, 0.0),
+        };
+        Controls {
+            target_hz,
+            strength,
             scale_mask: p.scale_mask,
             tuning_hz: p.tuning_hz,
             retune_ms: p.retune_ms,
+            transpose: p.transpose,
+        }
+    }
+
+    fn run_model(&mut self, midi_note: Option<f32>) -> BlockReport {
+        let Some(model) = self.model.as_ref() else {
+            self.wet.copy_from_slice(&self.dry);
+            return BlockReport::default();
         };
+        let controls = self.controls(midi_note, model.has_transpose());
+        let reports_target = model.reports_target();
+        let Some(model) = self.model.as_mut() else { return BlockReport::default() };
         match model.run(&self.clean, &controls, &mut self.wet) {
-            Ok(report) => {
+            Ok(mut report) => {
                 self.fault_streak = 0;
-                self.meters.publish_block(report.detected_hz, report.confidence);
+                if !reports_target {
+                    report.target_hz = controls.target_hz;
+                }
+                self.meters.publish_block(report.detected_hz, report.confidence, report.target_hz);
+                report
             }
             Err(kind) => {
                 self.wet.copy_from_slice(&self.dry);
@@ -151,6 +178,7 @@ impl Processor {
                     let _ = self.rings.events.push(RtEvent::ModelUnloaded { after_faults: self.fault_streak });
                     self.fault_streak = 0;
                 }
+                BlockReport::default()
             }
         }
     }

@@ -212,6 +212,13 @@ impl OscClient {
         }
     }
 
+    /// The next packet received (message or bundle), if any within the timeout.
+    pub fn receive_packet(&self) -> Option<OscPacket> {
+        let mut buf = [0u8; 65_536];
+        let (len, _) = self.socket.recv_from(&mut buf).ok()?;
+        Some(rosc::decoder::decode_udp(&buf[..len]).ok()?.1)
+    }
+
     pub fn request(&self, to: SocketAddr, addr: &str, args: Vec<OscType>) -> Option<OscMessage> {
         self.send(to, addr, args);
         self.receive()
