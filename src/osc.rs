@@ -470,8 +470,9 @@ impl OscService {
                     None => bad("expects 12 flags (C..B) or one int mask 0..4095"),
                 }
             }
+            // A name, optionally followed by a button's value (control surfaces append one).
             "/preset" => match m.args.as_slice() {
-                [OscType::String(name)] => match self.presets.0.get(name) {
+                [OscType::String(name), ..] => match self.presets.0.get(name) {
                     Some(preset) => {
                         preset.apply(s);
                         Outcome::Changed

@@ -347,3 +347,73 @@ fn subscribers_get_feedback_meters_and_dumps() {
     assert!(all.is_some());
     assert_eq!(other.request(s.addr, "/autotune/meter/pitch", vec![]).unwrap().args, float(0.0));
 }
+
+#[test]
+fn the_open_stage_control_session_uses_only_answered_addresses() {
+    let text = std::fs::read_to_string(common::root().join("config/open-stage-control/autotuned.json")).unwrap();
+    let session: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(session["type"], "session");
+    let mut addresses = Vec::new();
+    collect_addresses(&session["content"], &mut addresses);
+    assert!(addresses.len() >= 25, "{addresses:?}");
+    for required in
+        ["/autotune/strength", "/autotune/mode", "/autotune/scale", "/autotune/meter/pitch", "/autotune/subscribe"]
+    {
+        assert!(addresses.iter().any(|a| a == required), "the session lacks {required}");
+    }
+    let s = server(1000);
+    let c = OscClient::new();
+    for address in &addresses {
+        // Each query or action is answered by a reply or nothing, never an error.
+        c.send(s.addr, address, vec![]);
+        c.send(s.addr, "/autotune/ping", vec![]);
+        loop {
+            match c.receive_packet().unwrap_or_else(|| panic!("no pong after {address}")) {
+                OscPacket::Message(reply) if reply.addr == "/autotune/pong" => break,
+                OscPacket::Message(reply) => {
+                    assert!(reply.addr != "/autotune/error", "{address}: {:?}", reply.args)
+                }
+                OscPacket::Bundle(_) => {}
+            }
+        }
+    }
+}
+
+fn collect_addresses(widget: &serde_json::Value, out: &mut Vec<String>) {
+    if let Some(address) = widget["address"].as_str().filter(|a| a.starts_with('/')) {
+        out.push(address.to_owned());
+    }
+    for child in widget["widgets"].as_array().into_iter().chain(widget["tabs"].as_array()).flatten() {
+        collect_addresses(child, out);
+    }
+}
+
+#[test]
+fn the_readme_lists_every_address() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let s = server(100);
+    let c = OscClient::new();
+    c.send(s.addr, "/autotune/dump", vec![]);
+    let mut addresses: Vec<String> = std::iter::from_fn(|| c.receive()).map(|m| m.addr).collect();
+    addresses.retain(|a| !a.starts_with("/autotune/notes/"));
+    addresses.extend(
+        [
+            "/autotune/notes/N",
+            "/autotune/target/release",
+            "/autotune/preset",
+            "/autotune/subscribe",
+            "/autotune/unsubscribe",
+        ]
+        .map(String::from),
+    );
+    addresses.extend(["pitch", "note", "cents", "confidence", "target"].map(|m| format!("/autotune/meter/{m}")));
+    addresses
+        .extend(["/autotune/model/reload", "/autotune/ping", "/autotune/status", "/autotune/error"].map(String::from));
+    assert!(addresses.len() >= 25, "{addresses:?}");
+    for address in addresses {
+        assert!(readme.contains(&format!("`{address}`")), "README does not list {address}");
+    }
+    for (name, _) in autotuned::scales::SCALES {
+        assert!(readme.contains(&format!("`{name}`")), "README does not list the scale {name}");
+    }
+}

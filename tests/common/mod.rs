@@ -225,47 +225,107 @@ impl OscClient {
     }
 }
 
-/// A JACK client that plays `signal` (looping) into the daemon and records its output.
+/// A JACK client that plays `signal` into the daemon and records its output; it also sends
+/// scheduled MIDI to the daemon's `midi_in` and records what comes out of its `midi_out`.
 pub struct TestClient {
     client: jack::AsyncClient<(), Recorder>,
     recorded: rtrb::Consumer<f32>,
+    midi_recorded: rtrb::Consumer<(u64, [u8; 3])>,
 }
 
 pub struct Recorder {
     out: jack::Port<jack::AudioOut>,
     inp: jack::Port<jack::AudioIn>,
+    midi_out: jack::Port<jack::MidiOut>,
+    midi_in: jack::Port<jack::MidiIn>,
     signal: Vec<f32>,
+    looping: bool,
     position: usize,
+    /// (frame from the start, message), in frame order.
+    schedule: Vec<(u64, [u8; 3])>,
+    next_event: usize,
+    frames: u64,
     recorded: rtrb::Producer<f32>,
+    midi_recorded: rtrb::Producer<(u64, [u8; 3])>,
 }
 
 impl jack::ProcessHandler for Recorder {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         for y in self.out.as_mut_slice(ps) {
-            *y = self.signal[self.position];
-            self.position = (self.position + 1) % self.signal.len();
+            *y = self.signal.get(self.position).copied().unwrap_or(0.0);
+            self.position += 1;
+            if self.looping && self.position == self.signal.len() {
+                self.position = 0;
+            }
         }
         for x in self.inp.as_slice(ps) {
             let _ = self.recorded.push(*x);
         }
+        let n = u64::from(ps.n_frames());
+        let mut writer = self.midi_out.writer(ps);
+        while let Some((frame, bytes)) = self.schedule.get(self.next_event).copied() {
+            if frame >= self.frames + n {
+                break;
+            }
+            let time = frame.saturating_sub(self.frames) as u32;
+            let _ = writer.write(&jack::RawMidi { time, bytes: &bytes });
+            self.next_event += 1;
+        }
+        for event in self.midi_in.iter(ps) {
+            if let [a, b, c] = event.bytes {
+                let _ = self.midi_recorded.push((self.frames + u64::from(event.time), [*a, *b, *c]));
+            }
+        }
+        self.frames += n;
         jack::Control::Continue
     }
 }
 
 impl TestClient {
-    /// Connects to the daemon `target` ("<client>") on the current server; plays from the start.
+    /// Connects to the daemon `target` ("<client>") on the current server and plays `signal` in a
+    /// loop from the start.
     pub fn start(target: &str, signal: Vec<f32>, max_seconds: usize) -> TestClient {
+        TestClient::with_midi(target, signal, true, Vec::new(), max_seconds)
+    }
+
+    /// As `start`, playing `signal` once (then silence) or looping, and sending `schedule`.
+    pub fn with_midi(
+        target: &str,
+        signal: Vec<f32>,
+        looping: bool,
+        schedule: Vec<(u64, [u8; 3])>,
+        max_seconds: usize,
+    ) -> TestClient {
         let name = unique("at-test");
         let (client, _) = jack::Client::new(&name, jack::ClientOptions::NO_START_SERVER).expect("test JACK client");
         let out = client.register_port("play", jack::AudioOut::default()).unwrap();
         let inp = client.register_port("rec", jack::AudioIn::default()).unwrap();
+        let midi_out = client.register_port("midi_play", jack::MidiOut::default()).unwrap();
+        let midi_in = client.register_port("midi_rec", jack::MidiIn::default()).unwrap();
         let (producer, recorded) = rtrb::RingBuffer::new(RATE as usize * max_seconds);
-        let play = out.name().unwrap();
-        let rec = inp.name().unwrap();
-        let active = client.activate_async((), Recorder { out, inp, signal, position: 0, recorded: producer }).unwrap();
-        active.as_client().connect_ports_by_name(&play, &format!("{target}:in")).unwrap();
-        active.as_client().connect_ports_by_name(&format!("{target}:out"), &rec).unwrap();
-        TestClient { client: active, recorded }
+        let (midi_producer, midi_recorded) = rtrb::RingBuffer::new(1024);
+        let ports = [out.name().unwrap(), inp.name().unwrap(), midi_out.name().unwrap(), midi_in.name().unwrap()];
+        let recorder = Recorder {
+            out,
+            inp,
+            midi_out,
+            midi_in,
+            signal,
+            looping,
+            position: 0,
+            schedule,
+            next_event: 0,
+            frames: 0,
+            recorded: producer,
+            midi_recorded: midi_producer,
+        };
+        let active = client.activate_async((), recorder).unwrap();
+        let c = active.as_client();
+        c.connect_ports_by_name(&ports[0], &format!("{target}:in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:out"), &ports[1]).unwrap();
+        c.connect_ports_by_name(&ports[2], &format!("{target}:midi_in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:midi_out"), &ports[3]).unwrap();
+        TestClient { client: active, recorded, midi_recorded }
     }
 
     /// Waits until `seconds` of audio more have been recorded, and returns everything so far.
@@ -277,6 +337,11 @@ impl TestClient {
             }
             into.len() >= want
         });
+    }
+
+    /// MIDI received from the daemon so far: (frame, message).
+    pub fn midi_received(&mut self) -> Vec<(u64, [u8; 3])> {
+        std::iter::from_fn(|| self.midi_recorded.pop().ok()).collect()
     }
 
     pub fn close(self) {
@@ -307,4 +372,16 @@ pub fn zero_crossing_hz(signal: &[f32]) -> f32 {
 
 pub fn cents(freq: f32, reference: f32) -> f32 {
     1200.0 * (freq / reference).log2()
+}
+
+/// Frequency along `signal` from the intervals between rising zero crossings: (sample, Hz).
+pub fn pitch_track(signal: &[f32]) -> Vec<(usize, f32)> {
+    let mut crossings = Vec::new();
+    for i in 1..signal.len() {
+        let (a, b) = (signal[i - 1], signal[i]);
+        if a < 0.0 && b >= 0.0 {
+            crossings.push((i - 1) as f64 + f64::from(a / (a - b)));
+        }
+    }
+    crossings.windows(2).map(|w| (((w[0] + w[1]) / 2.0) as usize, (f64::from(RATE) / (w[1] - w[0])) as f32)).collect()
 }

@@ -1,0 +1,192 @@
+//! The controls a singer's engineer uses, end to end: the real binary under a private jackd,
+//! a JACK test client singing (sine tones) and sending/receiving MIDI, OSC over real UDP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rosc::{OscPacket, OscType};
+
+fn note_hz(note: f32) -> f32 {
+    440.0 * ((note - 69.0) / 12.0).exp2()
+}
+
+fn string(s: &str) -> Vec<OscType> {
+    vec![OscType::String(s.into())]
+}
+
+/// Sends, then waits for the ping behind it: everything before was applied.
+fn set(daemon: &Daemon, osc: &OscClient, addr: &str, args: Vec<OscType>) {
+    osc.send(daemon.osc, addr, args);
+    assert_eq!(osc.request(daemon.osc, "/autotune/ping", vec![]).unwrap().addr, "/autotune/pong");
+}
+
+/// The pitch (as a fractional MIDI note) of the last second of a recording.
+fn landed(recorded: &[f32]) -> f32 {
+    let hz = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    69.0 + 12.0 * (hz / 440.0).log2()
+}
+
+#[test]
+fn auto_mode_follows_key_and_scale() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let osc = OscClient::new();
+    set(&daemon, &osc, "/autotune/key", string("C"));
+    set(&daemon, &osc, "/autotune/scale", string("major"));
+    let f_sharp_plus_20 = note_hz(54.2);
+    let mut client = TestClient::start(&daemon.client, sine(f_sharp_plus_20, 1.0, 0.3), 10);
+    let mut recorded = Vec::new();
+    client.record(2.0, &mut recorded);
+    let note = landed(&recorded);
+    let class = note.round() as i32 % 12;
+    assert!(class == 5 || class == 7, "C major: F#+20 landed on MIDI {note:.2}");
+    assert!((note - note.round()).abs() * 100.0 <= 5.0, "{note:.3}");
+
+    set(&daemon, &osc, "/autotune/scale", string("chromatic"));
+    client.record(2.0, &mut recorded);
+    client.close();
+    let note = landed(&recorded);
+    assert_eq!(note.round() as i32, 54, "chromatic: landed on MIDI {note:.2}");
+    assert!((note - 54.0).abs() * 100.0 <= 5.0, "{note:.3}");
+}
+
+#[test]
+fn midi_mode_tunes_to_the_held_note_and_lets_go_on_note_off() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &["tuning.mode=midi"], &[]);
+    let second = u64::from(RATE);
+    let schedule = vec![(second / 2, [0x90, 57, 100]), (3 * second, [0x80, 57, 0])];
+    let mut client = TestClient::with_midi(&daemon.client, sine(215.0, 1.0, 0.3), true, schedule, 12);
+    let mut recorded = Vec::new();
+    client.record(2.8, &mut recorded);
+    let held = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    assert!(cents(held, 220.0).abs() <= 5.0, "note 57 held: output {held:.2} Hz");
+    client.record(2.0, &mut recorded);
+    client.close();
+    let released = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    assert!(cents(released, 215.0).abs() <= 5.0, "after note-off: output {released:.2} Hz, input 215");
+}
+
+/// Samples from the first move away from `from` (cents) until the pitch stays within 5 cents
+/// of `to`, and the pitch error `after` samples into the move.
+fn glide(track: &[(usize, f32)], from: f32, to: f32, after: usize) -> (usize, f32) {
+    let start = track.iter().position(|(_, hz)| cents(*hz, from).abs() > 10.0).expect("the pitch never moved");
+    let t0 = track[start].0;
+    let settled = (start..track.len())
+        .find(|&i| track[i..].iter().take(40).all(|(_, hz)| cents(*hz, to).abs() <= 5.0))
+        .expect("never reached the new target");
+    let at = track.iter().find(|(t, _)| *t >= t0 + after).map_or(0.0, |(_, hz)| cents(*hz, to));
+    (track[settled].0 - t0, at)
+}
+
+#[test]
+fn retune_speed_shapes_the_glide_to_a_new_note() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let second = RATE as usize;
+    for (retune, change_at) in [(0.0f32, 2 * second), (200.0, 2 * second)] {
+        let daemon = Daemon::start(&server, None, &["tuning.mode=midi", &format!("tuning.retune_ms={retune}")], &[]);
+        let schedule = vec![(second as u64 / 2, [0x90, 57, 100]), (change_at as u64, [0x90, 60, 100])];
+        let mut client = TestClient::with_midi(&daemon.client, sine(215.0, 1.0, 0.3), true, schedule, 10);
+        let mut recorded = Vec::new();
+        client.record(3.5, &mut recorded);
+        client.close();
+        let track: Vec<(usize, f32)> =
+            pitch_track(&recorded).into_iter().filter(|(t, _)| *t > second + second / 2).collect();
+        let (took, at_50ms) = glide(&track, 220.0, note_hz(60.0), second / 20);
+        eprintln!("retune {retune} ms: settled {took} samples after the move began; {at_50ms:.1} c off after 50 ms");
+        if retune == 0.0 {
+            assert!(took <= 512, "retune 0 took {took} samples to reach the new note");
+        } else {
+            assert!(at_50ms.abs() > 5.0, "retune 200 ms was within {at_50ms:.1} cents after 50 ms");
+            assert!(took <= second * 6 / 10, "retune 200 ms took {took} samples (> 600 ms)");
+        }
+    }
+}
+
+#[test]
+fn midi_out_reports_the_sung_melody() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let gap = vec![0.0f32; RATE as usize / 2];
+    let melody: Vec<f32> = [
+        gap.clone(),
+        sine(note_hz(57.3), 0.5, 0.3),
+        sine(note_hz(59.2), 0.5, 0.3),
+        sine(note_hz(60.0), 0.5, 0.3),
+        gap.clone(),
+        gap,
+    ]
+    .concat();
+    let mut client = TestClient::with_midi(&daemon.client, melody, false, Vec::new(), 10);
+    let mut recorded = Vec::new();
+    client.record(3.0, &mut recorded);
+    let midi = client.midi_received();
+    client.close();
+    let ons: Vec<u8> = midi.iter().filter(|(_, m)| m[0] & 0xf0 == 0x90 && m[2] > 0).map(|(_, m)| m[1]).collect();
+    let offs: Vec<u8> = midi
+        .iter()
+        .filter(|(_, m)| m[0] & 0xf0 == 0x80 || (m[0] & 0xf0 == 0x90 && m[2] == 0))
+        .map(|(_, m)| m[1])
+        .collect();
+    assert_eq!(ons, [57, 59, 60], "note-ons {midi:?}");
+    assert_eq!(offs, [57, 59, 60], "note-offs {midi:?}");
+}
+
+#[test]
+fn subscribers_get_meters_at_their_rate_until_the_lease_ends() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let sung = 196.0 * 2f32.powf(30.0 / 1200.0);
+    let mut client = TestClient::start(&daemon.client, sine(sung, 1.0, 0.3), 30);
+    let mut recorded = Vec::new();
+    client.record(0.5, &mut recorded);
+    let surface = OscClient::new();
+    surface.send(
+        daemon.osc,
+        "/autotune/subscribe",
+        vec![OscType::Int(i32::from(surface.socket.local_addr().unwrap().port())), OscType::Float(30.0)],
+    );
+    let start = Instant::now();
+    let mut bundles = 0;
+    let mut pitches = Vec::new();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Some(OscPacket::Bundle(b)) = surface.receive_packet() {
+            bundles += 1;
+            if let Some(OscPacket::Message(m)) = b.content.first() {
+                if let [OscType::Float(hz)] = m.args[..] {
+                    pitches.push(hz);
+                }
+            }
+        }
+    }
+    let rate = bundles as f32 / start.elapsed().as_secs_f32();
+    eprintln!("meters: {rate:.1} bundles/s for 30 requested");
+    assert!((24.0..=36.0).contains(&rate), "{rate:.1} meter bundles per second for 30 requested");
+    let median = {
+        let mut p = pitches.clone();
+        p.sort_by(f32::total_cmp);
+        p[p.len() / 2]
+    };
+    assert!(cents(median, sung).abs() <= 5.0, "metered pitch {median:.2} Hz, sung {sung:.2} Hz");
+
+    // The lease is 10 s from the subscribe; after that, silence.
+    while start.elapsed() < Duration::from_millis(10_300) {
+        surface.receive_packet();
+    }
+    let mut late = 0;
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(1) {
+        if surface.receive_packet().is_some() {
+            late += 1;
+        }
+    }
+    client.close();
+    assert_eq!(late, 0, "meters kept coming after the lease ended");
+}
