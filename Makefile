@@ -13,7 +13,7 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps build models quality bench fmt lint install-user clean
+.PHONY: run test jack-stale deps apt ort pydeps build models quality bench fmt lint soak fuzz install-user clean
 
 deps: apt ort
 
@@ -80,6 +80,18 @@ quality: pydeps
 
 bench: deps
 	cargo bench
+
+# Ten minutes under jackd with a tone, parameter changes every 50 ms and a 20 000 msg/s OSC
+# flood; prints xruns, callback times and RSS (SOAK_SECONDS to change the length).
+soak: deps jack-stale
+	cargo test --release --test soak -- --ignored --nocapture
+
+# Fuzzes the OSC receive path (cargo-fuzz; nightly features through RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 120
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	mkdir -p target/fuzz-corpus && cp -n fuzz/corpus/osc_packet/* target/fuzz-corpus/
+	RUSTC_BOOTSTRAP=1 cargo fuzz run osc_packet target/fuzz-corpus fuzz/corpus/osc_packet -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
 
 fmt:
 	cargo fmt

@@ -1,6 +1,6 @@
-//! The supervisor, on the main thread: starts ONNX Runtime, the model, the JACK node and the OSC
-//! server; then handles signals, reloads, RT events, retired models and systemd notifications
-//! until told to stop.
+//! The supervisor, on the main thread: starts ONNX Runtime and the OSC server, connects to JACK
+//! (and reconnects when the server comes back), then handles signals, reloads, RT events,
+//! retired models, latency changes and systemd notifications until told to stop.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -13,9 +13,9 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::audio::jack::{self as node, JackNode};
+use crate::audio::jack::{self as node, JackNode, NodeParts};
 use crate::control::{Controls, Status};
-use crate::model::{Contract, Runtime};
+use crate::model::{Contract, ModelError, Runtime};
 use crate::osc::{self, OscService, Request};
 use crate::rt::{Command, Inference, Meters, Processor, ProcessorRings, RtEvent};
 use crate::settings::Settings;
@@ -23,6 +23,9 @@ use crate::settings::Settings;
 const TICK: Duration = Duration::from_millis(50);
 const COMMAND_SLOTS: usize = 4;
 const EVENT_SLOTS: usize = 256;
+/// Reconnection attempts start this far apart and back off to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// Where the settings came from, to read them again on SIGHUP.
 pub struct SettingsSource {
@@ -30,77 +33,62 @@ pub struct SettingsSource {
     pub overrides: Vec<String>,
 }
 
-struct Supervisor {
+/// The supervisor's ends of the rings to the current processor.
+struct Rings {
+    commands: Producer<Command>,
+    retired: Consumer<Box<Inference>>,
+    events: Consumer<RtEvent>,
+}
+
+/// Why `serve` returned.
+enum Ended {
+    Stop,
+    ServerGone,
+}
+
+struct Supervisor<'a> {
     source: SettingsSource,
     settings: Settings,
     runtime: Runtime,
+    controls: Arc<Controls>,
+    status: Arc<Status>,
+    meters: Arc<Meters>,
+    requests: Receiver<Request>,
+    terminate: &'a AtomicBool,
+    reload: &'a AtomicBool,
+    rings: Option<Rings>,
     server_rate: u32,
     period: u32,
     /// Whether a model is (or is about to be) running on the RT thread.
     has_model: bool,
     /// That model's latency, samples.
     model_latency: u32,
-    status: Arc<Status>,
-    meters: Arc<Meters>,
-    commands: Producer<Command>,
-    retired: Consumer<Box<Inference>>,
-    events: Consumer<RtEvent>,
+    ready_sent: bool,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. A second signal while stopping exits at once.
 pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
-    let terminate = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
+    let terminate = AtomicBool::new(false);
+    let reload = AtomicBool::new(false);
+    let terminate = Arc::new(terminate);
+    let reload = Arc::new(reload);
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&terminate))?;
         signal_hook::flag::register(signal, Arc::clone(&terminate))?;
     }
     signal_hook::flag::register(SIGHUP, Arc::clone(&reload))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: not needed for real-time audio (use the user unit or the audio group's rtprio limits)"
+        );
+    }
 
     let runtime = crate::model::start_runtime(settings.onnxruntime()).context("starting ONNX Runtime")?;
     log::info!("ONNX Runtime: {}", runtime.library.display());
-    let client = node::open(&settings.jack).context("opening the JACK client")?;
-    log::info!("JACK server: {} Hz, {} frames per period", client.sample_rate, client.period);
-
     let status = Arc::new(Status::default());
-    status.sample_rate.store(client.sample_rate, Relaxed);
-    status.period.store(client.period, Relaxed);
     let meters = Arc::new(Meters::default());
     let controls = Arc::new(Controls::new(settings.initial_state()));
-    let (commands, command_rx) = RingBuffer::new(COMMAND_SLOTS);
-    let (retired_tx, retired) = RingBuffer::new(COMMAND_SLOTS);
-    let (events_tx, events) = RingBuffer::new(EVENT_SLOTS);
-
-    let mut supervisor = Supervisor {
-        source,
-        settings: settings.clone(),
-        runtime,
-        server_rate: client.sample_rate,
-        period: client.period,
-        has_model: false,
-        model_latency: 0,
-        status: Arc::clone(&status),
-        meters: Arc::clone(&meters),
-        commands,
-        retired,
-        events,
-    };
-    let model = supervisor.load_model(&settings.model_path()).map(Box::new);
-    supervisor.has_model = model.is_some();
-    let model_rate = model.is_some().then_some(client.sample_rate);
-    let processor = Processor::new(
-        model,
-        ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
-        controls.shared(),
-        Arc::clone(&meters),
-    );
-    let (jack, failed) = client
-        .activate(&settings.jack, &settings.midi, processor, model_rate, Arc::clone(&status))
-        .context("starting the JACK node")?;
-    for f in failed {
-        log::warn!("JACK connection failed: {f}");
-    }
-    supervisor.update_state();
 
     let (request_tx, requests) = mpsc::channel();
     let osc_stop = Arc::new(AtomicBool::new(false));
@@ -110,22 +98,31 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         .with_context(|| format!("binding OSC to {}", settings.osc.bind))?;
     log::info!("OSC on udp://{osc_addr}{}", settings.osc.root);
 
-    let summary = status.summary(&meters);
-    log::info!("ready: {summary}");
-    notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
-
-    let result = supervisor.serve(&jack, &requests, &terminate, &reload);
+    let mut supervisor = Supervisor {
+        source,
+        settings,
+        runtime,
+        controls,
+        status,
+        meters,
+        requests,
+        terminate: &terminate,
+        reload: &reload,
+        rings: None,
+        server_rate: 0,
+        period: 0,
+        has_model: false,
+        model_latency: 0,
+        ready_sent: false,
+    };
+    supervisor.run();
 
     notify(&[NotifyState::Stopping]);
     osc_stop.store(true, Relaxed);
-    if let Err(e) = jack.close() {
-        log::warn!("closing the JACK client: {e}");
-    }
     if osc_thread.join().is_err() {
         log::error!("the OSC thread panicked");
     }
-    supervisor.drain();
-    result
+    Ok(())
 }
 
 fn notify(states: &[NotifyState]) {
@@ -134,34 +131,133 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-impl Supervisor {
-    fn serve(
-        &mut self,
-        jack: &JackNode,
-        requests: &Receiver<Request>,
-        terminate: &AtomicBool,
-        reload: &AtomicBool,
-    ) -> Result<()> {
+impl Supervisor<'_> {
+    /// Connects, serves, and reconnects with backoff whenever the server goes away.
+    fn run(&mut self) {
+        let mut retry = FIRST_RETRY;
+        let mut last_error = String::new();
+        while !self.terminate.load(Relaxed) {
+            match self.connect() {
+                Ok(jack) => {
+                    retry = FIRST_RETRY;
+                    last_error.clear();
+                    let ended = self.serve(&jack);
+                    if let Err(e) = jack.close() {
+                        log::debug!("closing the JACK client: {e}");
+                    }
+                    self.drain();
+                    self.rings = None;
+                    if matches!(ended, Ended::Stop) {
+                        break;
+                    }
+                    log::error!("the JACK server went away; waiting for it to come back");
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    if error != last_error {
+                        log::warn!("{error}; retrying");
+                        last_error = error;
+                    }
+                    self.status.set_state(format!("waiting_for_server: {last_error}"));
+                    self.wait(retry);
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+            self.status.set_state("waiting_for_server");
+            notify(&[NotifyState::Status("waiting for the JACK server")]);
+        }
+        log::info!("stopping");
+    }
+
+    /// Sleeps in ticks, still answering reload requests and signals.
+    fn wait(&mut self, how_long: Duration) {
+        let until = Instant::now() + how_long;
+        while Instant::now() < until && !self.terminate.load(Relaxed) {
+            std::thread::sleep(TICK);
+            while let Ok(Request::ReloadModel(_)) = self.requests.try_recv() {
+                log::warn!("model reload ignored: no JACK server to run it on");
+            }
+            if self.reload.swap(false, Relaxed) {
+                self.reload_settings();
+            }
+        }
+    }
+
+    /// Opens the client, loads the model for the server's rate, activates, connects.
+    fn connect(&mut self) -> Result<JackNode> {
+        let client = node::open(&self.settings.jack).context("opening the JACK client")?;
+        self.server_rate = client.sample_rate;
+        self.period = client.period;
+        self.status.sample_rate.store(client.sample_rate, Relaxed);
+        self.status.period.store(client.period, Relaxed);
+        log::info!("JACK server: {} Hz, {} frames per period", client.sample_rate, client.period);
+
+        let model = self.load_for_rate(None).map(Box::new);
+        self.has_model = model.is_some();
+        let model_rate = model.is_some().then_some(client.sample_rate);
+        let (commands, command_rx) = RingBuffer::new(COMMAND_SLOTS);
+        let (retired_tx, retired) = RingBuffer::new(COMMAND_SLOTS);
+        let (events_tx, events) = RingBuffer::new(EVENT_SLOTS);
+        let processor = Processor::new(
+            model,
+            ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
+            self.controls.shared(),
+            Arc::clone(&self.meters),
+        );
+        self.rings = Some(Rings { commands, retired, events });
+        let parts =
+            NodeParts { processor, model_rate, status: Arc::clone(&self.status), meters: Arc::clone(&self.meters) };
+        let (jack, failed) =
+            client.activate(&self.settings.jack, &self.settings.midi, parts).context("starting the JACK node")?;
+        for f in failed {
+            log::warn!("JACK connection failed: {f}");
+        }
+        self.update_state(&jack);
+        let summary = self.status.summary(&self.meters);
+        log::info!("ready: {summary}");
+        if self.ready_sent {
+            notify(&[NotifyState::Status(&summary)]);
+        } else {
+            notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
+            self.ready_sent = true;
+        }
+        Ok(jack)
+    }
+
+    fn serve(&mut self, jack: &JackNode) -> Ended {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut last_summary = String::new();
-        while !terminate.load(Relaxed) {
+        let mut reported_latency = jack.events.latency.load(Relaxed);
+        while !self.terminate.load(Relaxed) {
             std::thread::sleep(TICK);
             self.drain();
-            if reload.swap(false, Relaxed) {
-                self.reload_settings_and_model();
+            if self.reload.swap(false, Relaxed) {
+                self.reload_settings();
+                self.reload_model(None, jack);
             }
-            while let Ok(Request::ReloadModel(name)) = requests.try_recv() {
-                self.reload_model(name.as_deref());
+            while let Ok(Request::ReloadModel(name)) = self.requests.try_recv() {
+                self.reload_model(name.as_deref(), jack);
             }
             if jack.events.shut_down.load(Relaxed) {
-                anyhow::bail!("the JACK server shut down; exiting so the service manager can restart us");
+                return Ended::ServerGone;
             }
-            let period = jack.events.buffer_size.swap(0, Relaxed);
+            if jack.events.ports_changed.swap(false, Relaxed) {
+                for f in jack.connect(&self.settings.jack) {
+                    log::debug!("JACK connection not made yet: {f}");
+                }
+            }
+            let period = jack.events.period.load(Relaxed);
             if period != 0 && period != self.period {
                 self.period = period;
                 self.status.period.store(period, Relaxed);
-                self.update_state();
+                self.update_state(jack);
+            }
+            let latency = jack.events.latency.load(Relaxed);
+            if latency != reported_latency {
+                reported_latency = latency;
+                self.update_state(jack);
+                jack.recompute_latencies();
             }
             self.status.load.store(jack.cpu_load().to_bits(), Relaxed);
             let summary = self.status.summary(&self.meters);
@@ -176,13 +272,14 @@ impl Supervisor {
                 }
             }
         }
-        log::info!("stopping");
-        Ok(())
+        Ended::Stop
     }
 
     /// Logs RT events and drops models the RT thread has retired.
     fn drain(&mut self) {
-        while let Ok(event) = self.events.pop() {
+        let Some(rings) = self.rings.as_mut() else { return };
+        let mut unloaded = false;
+        while let Ok(event) = rings.events.pop() {
             match event {
                 RtEvent::Fault { kind, block } => {
                     log::warn!("model fault at block {block}: {kind:?}; that block played dry")
@@ -191,34 +288,56 @@ impl Supervisor {
                     log::error!(
                         "model unloaded after {after_faults} consecutive faults; audio passes through until a reload"
                     );
-                    self.status.set_model("none (unloaded after faults)");
-                    self.has_model = false;
-                    self.update_state();
+                    unloaded = true;
                 }
                 RtEvent::ModelSwapped { block } => log::info!("model swapped in at block {block}"),
             }
         }
-        while let Ok(old) = self.retired.pop() {
+        while let Ok(old) = rings.retired.pop() {
             drop(old);
         }
-    }
-
-    /// Loads and validates a model for the server's rate; on failure logs why and returns None.
-    fn load_model(&mut self, path: &Path) -> Option<Inference> {
-        match self.runtime.load(path, Some(self.server_rate)) {
-            Ok((inference, contract)) => {
-                self.note_model(path, &contract);
-                Some(inference)
-            }
-            Err(e) => {
-                log::error!("{e}");
-                self.status.set_model(format!("none ({e})"));
-                None
-            }
+        if unloaded {
+            self.status.set_model("none (unloaded after faults)");
+            self.has_model = false;
+            self.model_latency = 0;
+            self.set_state();
         }
     }
 
-    fn note_model(&mut self, path: &Path, contract: &Contract) {
+    /// The configured model if it fits the server's rate; else the first model in the models
+    /// directory made for that rate. `name` picks a file in the models directory instead.
+    fn load_for_rate(&mut self, name: Option<&str>) -> Option<Inference> {
+        let configured = match name {
+            None => self.settings.model_path(),
+            Some(name) => match model_in_dir(&self.settings.model.dir, name) {
+                Ok(path) => path,
+                Err(e) => {
+                    log::error!("model refused: {e}");
+                    return None;
+                }
+            },
+        };
+        let first = match self.runtime.load(&configured, Some(self.server_rate)) {
+            Ok(loaded) => return Some(self.take(&configured, loaded)),
+            Err(e) => e,
+        };
+        if matches!(first, ModelError::Metadata { key: "sample_rate", .. }) {
+            for path in models_in(&self.settings.model.dir) {
+                if path == configured {
+                    continue;
+                }
+                if let Ok(loaded) = self.runtime.load(&path, Some(self.server_rate)) {
+                    log::info!("{first}; using {} instead", path.display());
+                    return Some(self.take(&path, loaded));
+                }
+            }
+        }
+        log::error!("{first}");
+        self.status.set_model(format!("none ({first})"));
+        None
+    }
+
+    fn take(&mut self, path: &Path, (inference, contract): (Inference, Contract)) -> Inference {
         let (_, lacks) = contract.features();
         log::info!(
             "model {} {} from {}: {} Hz, latency {} samples{}",
@@ -231,24 +350,32 @@ impl Supervisor {
         );
         self.status.set_model(format!("{} {} ({})", contract.name, contract.version, file_name(path)));
         self.model_latency = contract.latency_samples as u32;
+        inference
     }
 
-    fn update_state(&self) {
+    fn update_state(&self, jack: &JackNode) {
+        self.set_state();
+        if self.has_model {
+            self.status.latency.store(jack.events.latency.load(Relaxed), Relaxed);
+        }
+    }
+
+    fn set_state(&self) {
         let model_rate = self.has_model.then_some(self.server_rate);
         let state = match node::passthrough_reason(self.period, self.server_rate, model_rate) {
             Some(reason) => reason,
-            None if !self.has_model => "passthrough: no model loaded".to_owned(),
+            None if !self.has_model => format!("passthrough: no usable model for {} Hz", self.server_rate),
             None => "running".to_owned(),
         };
         let running = state == "running";
         if !running {
             log::warn!("{state}");
+            self.status.latency.store(0, Relaxed);
         }
-        self.status.latency.store(if running { self.model_latency } else { 0 }, Relaxed);
         self.status.set_state(state);
     }
 
-    fn reload_settings_and_model(&mut self) {
+    fn reload_settings(&mut self) {
         log::info!("SIGHUP: reloading settings and model");
         notify(&[NotifyState::Reloading]);
         match Settings::load(self.source.file.as_deref(), &self.source.overrides) {
@@ -265,39 +392,46 @@ impl Supervisor {
             }
             Err(e) => log::error!("{e}; keeping the previous settings"),
         }
-        self.reload_model(None);
         notify(&[NotifyState::Ready]);
     }
 
     /// Builds the model off the RT thread and sends it over; the old one keeps running if
-    /// anything fails. `name` must be a file directly inside the models directory.
-    fn reload_model(&mut self, name: Option<&str>) {
-        let path = match name {
-            None => self.settings.model_path(),
-            Some(name) => match model_in_dir(&self.settings.model.dir, name) {
-                Ok(path) => path,
-                Err(e) => {
-                    log::error!("model reload refused: {e}");
-                    return;
-                }
-            },
+    /// anything fails.
+    fn reload_model(&mut self, name: Option<&str>, jack: &JackNode) {
+        let (previous_model, previous_latency) = (self.status.text().model, self.model_latency);
+        let Some(inference) = self.load_for_rate(name) else {
+            log::error!("model reload failed, the current model keeps running");
+            self.status.set_model(previous_model);
+            self.model_latency = previous_latency;
+            return;
         };
-        match self.runtime.load(&path, Some(self.server_rate)) {
-            Ok((inference, contract)) => match self.commands.push(Command::Swap(Box::new(inference))) {
-                Ok(()) => {
-                    self.note_model(&path, &contract);
-                    self.has_model = true;
-                    self.update_state();
-                }
-                Err(_) => log::error!("model reload dropped: the RT thread has not taken the previous commands yet"),
-            },
-            Err(e) => log::error!("model reload failed, the current model keeps running: {e}"),
+        let Some(rings) = self.rings.as_mut() else { return };
+        match rings.commands.push(Command::Swap(Box::new(inference))) {
+            Ok(()) => {
+                self.has_model = true;
+                self.update_state(jack);
+            }
+            Err(_) => {
+                log::error!("model reload dropped: the RT thread has not taken the previous commands yet");
+                self.status.set_model(previous_model);
+                self.model_latency = previous_latency;
+            }
         }
     }
 }
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The `.onnx` files directly inside `dir`, sorted.
+fn models_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    found.retain(|p| p.extension().is_some_and(|e| e == "onnx"));
+    found.sort();
+    found
 }
 
 /// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`.

@@ -4,12 +4,14 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 use crate::control::{ControlState, Controls, Status};
@@ -32,6 +34,7 @@ pub enum ErrorCode {
     OutOfRange = 3,
     Malformed = 4,
     TooDeep = 5,
+    Refused = 6,
 }
 
 /// What the OSC thread asks of the supervisor.
@@ -156,6 +159,9 @@ pub struct OscService {
     subscribers: Vec<Subscriber>,
     /// The parameter values subscribers were last sent, to send only what changed.
     last_sent: Vec<OscMessage>,
+    /// Source networks allowed to send; empty: any.
+    allow: Vec<IpNet>,
+    models_dir: PathBuf,
 }
 
 /// A value read from lenient OSC arguments.
@@ -222,6 +228,8 @@ impl OscService {
             errors: RateLimit::new(settings.osc.errors_per_second),
             subscribers: Vec::new(),
             last_sent: Vec::new(),
+            allow: settings.osc_allow(),
+            models_dir: settings.model.dir.clone(),
         }
     }
 
@@ -233,8 +241,13 @@ impl OscService {
     /// Decodes and applies one datagram; returns the packets to send. A bundle's parameter
     /// changes are published together.
     pub fn handle(&mut self, bytes: &[u8], from: SocketAddr) -> Vec<(SocketAddr, OscPacket)> {
-        let to = if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) };
         let mut out = Vec::new();
+        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&from.ip())) {
+            // Not answered: a reply would confirm the daemon to whoever is outside.
+            log::debug!("OSC from {from} ignored: not in osc.allow");
+            return out;
+        }
+        let to = if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) };
         let packet = match check_nesting(bytes).and_then(|()| {
             rosc::decoder::decode_udp(bytes)
                 .map(|(_, p)| p)
@@ -519,6 +532,9 @@ impl OscService {
                     [OscType::String(s)] => Some(s.clone()),
                     _ => return bad("expects no argument or a model file name"),
                 };
+                if let Some(Err(reason)) = name.as_deref().map(|n| crate::app::model_in_dir(&self.models_dir, n)) {
+                    return Outcome::Error(ErrorCode::Refused, reason);
+                }
                 match self.requests.send(Request::ReloadModel(name)) {
                     Ok(()) => Outcome::Changed,
                     Err(_) => bad("the supervisor is shutting down"),
@@ -569,6 +585,7 @@ impl OscService {
     fn status_args(&self) -> Vec<OscType> {
         let s = &self.status;
         let text = s.text();
+        let callbacks = self.meters.callbacks.stats();
         vec![
             OscType::String(env!("CARGO_PKG_VERSION").into()),
             OscType::Int(s.sample_rate.load(Relaxed) as i32),
@@ -579,6 +596,9 @@ impl OscService {
             OscType::String(text.model),
             OscType::String(text.state),
             OscType::Int(self.meters.faults() as i32),
+            OscType::Float(callbacks.p50_us),
+            OscType::Float(callbacks.p99_us),
+            OscType::Float(callbacks.max_us),
         ]
     }
 }

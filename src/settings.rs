@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::control::ControlState;
@@ -71,6 +72,8 @@ pub struct OscSettings {
     /// 0: reply to the sender's port; else to this port on the sender's address.
     pub reply_port: u16,
     pub errors_per_second: u32,
+    /// Source networks allowed to send (CIDR, e.g. "192.168.1.0/24"); empty: any.
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -153,7 +156,13 @@ impl Default for ModelSettings {
 
 impl Default for OscSettings {
     fn default() -> Self {
-        OscSettings { bind: "127.0.0.1:9000".into(), root: "/autotune".into(), reply_port: 0, errors_per_second: 10 }
+        OscSettings {
+            bind: "127.0.0.1:9000".into(),
+            root: "/autotune".into(),
+            reply_port: 0,
+            errors_per_second: 10,
+            allow: Vec::new(),
+        }
     }
 }
 
@@ -269,7 +278,16 @@ impl Settings {
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Settings, SettingsError> {
         let mut builder = Config::builder();
         if let Some(path) = file {
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+            // Read it here, so a missing, unreadable or empty file is one clear error naming it.
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SettingsError::Parse(format!("cannot read {}: {e}", path.display())))?;
+            if text.trim().is_empty() {
+                return Err(SettingsError::Parse(format!(
+                    "{} is empty (leave out --config to run on the defaults)",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         builder = builder.add_source(
             Environment::with_prefix("AUTOTUNED")
@@ -278,15 +296,19 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("jack.connect_inputs")
-                .with_list_parse_key("jack.connect_outputs"),
+                .with_list_parse_key("jack.connect_outputs")
+                .with_list_parse_key("osc.allow"),
         );
         for o in overrides {
             let (key, value) = o.split_once('=').ok_or_else(|| SettingsError::Override(o.clone()))?;
             builder =
                 builder.set_override(key.trim(), value.trim()).map_err(|e| SettingsError::Parse(e.to_string()))?;
         }
-        let settings: Settings =
-            builder.build().and_then(|c| c.try_deserialize()).map_err(|e| SettingsError::Parse(e.to_string()))?;
+        let origin = file.map_or_else(String::new, |p| format!("{}: ", p.display()));
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| SettingsError::Parse(format!("{origin}{e}")))?;
         settings.check()?;
         Ok(settings)
     }
@@ -313,6 +335,11 @@ impl Settings {
         }
         if !self.osc.root.starts_with('/') || self.osc.root.len() < 2 || self.osc.root.ends_with('/') {
             return Err(invalid("osc.root", &self.osc.root, "must look like /autotune"));
+        }
+        for net in &self.osc.allow {
+            if net.parse::<IpNet>().is_err() {
+                return Err(invalid("osc.allow", net, "must be networks like 127.0.0.0/8 or ::1/128"));
+            }
         }
         if !(1..=1000).contains(&self.osc.errors_per_second) {
             return Err(invalid("osc.errors_per_second", self.osc.errors_per_second, "must be in 1..=1000"));
@@ -351,6 +378,11 @@ impl Settings {
         let mut state = ControlState { params, key: 0, scale: Scale::Named(0) };
         state.set_scale(parse_key(&t.key).unwrap_or(0), Scale::parse(&t.scale).unwrap_or(Scale::Named(0)));
         state
+    }
+
+    /// The parsed `osc.allow` networks (checked at load).
+    pub fn osc_allow(&self) -> Vec<IpNet> {
+        self.osc.allow.iter().filter_map(|n| n.parse().ok()).collect()
     }
 
     pub fn model_path(&self) -> PathBuf {

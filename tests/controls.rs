@@ -36,8 +36,9 @@ fn auto_mode_follows_key_and_scale() {
     let osc = OscClient::new();
     set(&daemon, &osc, "/autotune/key", string("C"));
     set(&daemon, &osc, "/autotune/scale", string("major"));
-    let f_sharp_plus_20 = note_hz(54.2);
-    let mut client = TestClient::start(&daemon.client, sine(f_sharp_plus_20, 1.0, 0.3), 10);
+    let (tone, sung) = looping_tone(note_hz(54.2), 0.3);
+    assert!((cents(sung, note_hz(54.0)) - 20.0).abs() < 3.0, "F# + 20 cents");
+    let mut client = TestClient::start(&daemon.client, tone, 10);
     let mut recorded = Vec::new();
     client.record(2.0, &mut recorded);
     let note = landed(&recorded);
@@ -143,8 +144,8 @@ fn subscribers_get_meters_at_their_rate_until_the_lease_ends() {
     let _jack = jack_lock();
     let server = JackServer::start(RATE, 512);
     let daemon = Daemon::start(&server, None, &[], &[]);
-    let sung = 196.0 * 2f32.powf(30.0 / 1200.0);
-    let mut client = TestClient::start(&daemon.client, sine(sung, 1.0, 0.3), 30);
+    let (tone, sung) = looping_tone(196.0 * 2f32.powf(30.0 / 1200.0), 0.3);
+    let mut client = TestClient::start(&daemon.client, tone, 30);
     let mut recorded = Vec::new();
     client.record(0.5, &mut recorded);
     let surface = OscClient::new();

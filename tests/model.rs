@@ -181,3 +181,19 @@ fn a_swap_takes_effect_at_the_next_block_and_the_old_model_is_retired() {
     assert_eq!(run(&mut rig, &input[..BLOCK]), &input[..BLOCK]);
     assert!(!rig.meters.model_loaded());
 }
+
+#[test]
+fn truncated_and_unreadable_models_each_give_one_clear_error() {
+    let dir = std::env::temp_dir().join(unique("at-bad-models"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = std::fs::read(root().join("models/autotune.onnx")).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let e = runtime().load(&truncated, None).err().unwrap().to_string();
+    assert!(e.contains("truncated.onnx") && e.contains("cannot load"), "{e}");
+    let unreadable = dir.join("directory.onnx");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    let e = runtime().load(&unreadable, None).err().unwrap().to_string();
+    assert!(e.contains("cannot read model") && e.contains("directory.onnx"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

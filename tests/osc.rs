@@ -250,9 +250,9 @@ fn random_and_mutated_datagrams_do_not_crash_the_server() {
 fn model_reload_is_passed_to_the_supervisor() {
     let s = server(100);
     let c = OscClient::new();
-    c.send(s.addr, "/autotune/model/reload", vec![OscType::String("other.onnx".into())]);
+    c.send(s.addr, "/autotune/model/reload", vec![OscType::String("autotune-48k.onnx".into())]);
     sync(&c, &s);
-    assert_eq!(s.requests.try_recv().unwrap(), Request::ReloadModel(Some("other.onnx".into())));
+    assert_eq!(s.requests.try_recv().unwrap(), Request::ReloadModel(Some("autotune-48k.onnx".into())));
     let reply = c.request(s.addr, "/autotune/model/reload", vec![OscType::Int(3)]).unwrap();
     assert_eq!(reply.args[1], OscType::Int(2));
 }

@@ -84,3 +84,31 @@ fn the_environment_sits_between_the_file_and_the_flags() {
     assert!(String::from_utf8_lossy(&from_env.stderr).contains("`tuning.strength` = 7"));
     assert!(run(&["--set", "tuning.strength=0.5"]).status.success());
 }
+
+#[test]
+fn corrupt_truncated_empty_and_unreadable_configs_each_give_one_clear_error() {
+    let dir = std::env::temp_dir().join(common::unique("at-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped_text = std::fs::read_to_string(shipped()).unwrap();
+    let cases = [
+        ("corrupt.toml", "[tuning]\nstrength = = 1\n".to_owned(), "corrupt.toml"),
+        (
+            "truncated.toml",
+            shipped_text[..shipped_text.find("strength = 1.0").unwrap() + 10].to_owned(),
+            "truncated.toml",
+        ),
+        ("empty.toml", "\n".to_owned(), "is empty"),
+        ("wrong.toml", "[tuning]\nstrength = \"loud\"\n".to_owned(), "wrong.toml"),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = Settings::load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(e.starts_with("settings: ") && e.contains(expected), "{name}: {e}");
+    }
+    let unreadable = dir.join("a-directory.toml");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    let e = Settings::load(Some(&unreadable), &[]).unwrap_err().to_string();
+    assert!(e.contains("cannot read") && e.contains("a-directory.toml"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,13 +1,17 @@
-//! The JACK node: client, ports, notifications and connections (supervisor thread), and the
-//! process handler that hands each period to the [`Processor`] (JACK thread).
+//! The JACK node: client, ports, notifications, latency reporting and connections (supervisor
+//! and JACK notification threads), and the process handler that re-blocks each period for the
+//! [`Processor`] (JACK thread).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
-use jack::{AudioIn, AudioOut, Client, ClientOptions, Control, Frames, MidiIn, MidiOut, Port, ProcessScope, RawMidi};
+use jack::{
+    AudioIn, AudioOut, Client, ClientOptions, Control, Frames, MidiIn, MidiOut, Port, PortFlags, ProcessScope, RawMidi,
+};
 
 use crate::control::Status;
-use crate::rt::{MidiInput, NoteTracker, Processor};
+use crate::rt::{Meters, MidiInput, NoteTracker, Processor, Reblocker};
 use crate::settings::{JackSettings, MidiSettings};
 use crate::BLOCK;
 
@@ -17,18 +21,25 @@ pub enum JackError {
     Open { name: String, server: String, source: jack::Error },
     #[error("cannot register port `{port}`: {source}")]
     Port { port: &'static str, source: jack::Error },
+    #[error("cannot register the latency callback (jack_set_latency_callback returned {0})")]
+    Latency(i32),
     #[error("cannot activate the JACK client: {source}")]
     Activate { source: jack::Error },
 }
 
-/// Flags the notification thread raises for the supervisor.
+/// What the JACK threads tell the supervisor.
 #[derive(Debug, Default)]
 pub struct ServerEvents {
     pub shut_down: AtomicBool,
-    pub buffer_size: AtomicU32,
+    /// The period the process handler last saw (0 before the first).
+    pub period: AtomicU32,
+    /// The node's delay from `in` to `out`, samples: re-blocking plus the model.
+    pub latency: AtomicU32,
+    /// Some port appeared, so configured connections may now be possible.
+    pub ports_changed: AtomicBool,
 }
 
-/// Runs on the JACK thread: pass-through unless the period is the model's block size.
+/// Runs on the JACK thread.
 pub struct ProcessHandler {
     input: Port<AudioIn>,
     output: Port<AudioOut>,
@@ -37,15 +48,18 @@ pub struct ProcessHandler {
     held: MidiInput,
     notes: NoteTracker,
     processor: Processor,
+    reblocker: Reblocker,
     /// False when the server's rate or period is one the model cannot serve.
     serving: bool,
     model_rate: Option<u32>,
     server_rate: u32,
     events: Arc<ServerEvents>,
+    meters: Arc<Meters>,
 }
 
 impl jack::ProcessHandler for ProcessHandler {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let started = Instant::now();
         for event in self.midi_in.iter(ps) {
             self.held.feed(event.bytes);
         }
@@ -55,34 +69,41 @@ impl jack::ProcessHandler for ProcessHandler {
             output.copy_from_slice(input);
             return Control::Continue;
         }
-        let params = self.processor.params();
-        let report = self.processor.process(input, output, self.held.target_note(params.bend_range));
-        let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
-        let note = if sung_hz > 0.0 { 69.0 + 12.0 * (sung_hz / params.tuning_hz).log2() } else { -1.0 };
-        let mut writer = self.midi_out.writer(ps);
-        for message in self.notes.update(note, report.confidence).iter().flatten() {
-            // A full port buffer drops the message; nothing on this thread may wait or allocate.
-            let _ = writer.write(&RawMidi { time: 0, bytes: message });
-        }
+        let Self { processor, reblocker, held, notes, midi_out, .. } = self;
+        let mut writer = midi_out.writer(ps);
+        reblocker.process(input, output, |block_in, block_out| {
+            let params = processor.params();
+            let report = processor.process(block_in, block_out, held.target_note(params.bend_range));
+            let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
+            let note = if sung_hz > 0.0 { 69.0 + 12.0 * (sung_hz / params.tuning_hz).log2() } else { -1.0 };
+            for message in notes.update(note, report.confidence).iter().flatten() {
+                // A full port buffer drops the message; nothing on this thread may wait or allocate.
+                let _ = writer.write(&RawMidi { time: 0, bytes: message });
+            }
+        });
+        self.events.latency.store((self.processor.latency() + self.reblocker.delay()) as u32, Relaxed);
+        self.meters.callbacks.record(started.elapsed().as_nanos() as u64);
         Control::Continue
     }
 
     fn buffer_size(&mut self, _: &Client, size: Frames) -> Control {
+        self.reblocker.set_period(size as usize);
         self.serving = servable(size, self.server_rate, self.model_rate);
-        self.events.buffer_size.store(size, Relaxed);
+        self.events.period.store(size, Relaxed);
         Control::Continue
     }
 }
 
 fn servable(period: Frames, server_rate: u32, model_rate: Option<u32>) -> bool {
-    period as usize == BLOCK && model_rate.is_none_or(|r| r == server_rate)
+    Reblocker::supports(period as usize) && model_rate.is_none_or(|r| r == server_rate)
 }
 
 /// Why audio would pass through unprocessed at this rate and period, if it would.
 pub fn passthrough_reason(period: u32, server_rate: u32, model_rate: Option<u32>) -> Option<String> {
-    if period as usize != BLOCK {
+    if !Reblocker::supports(period as usize) {
         return Some(format!(
-            "passthrough: JACK period is {period} frames, the model needs {BLOCK} (re-blocking is not built yet)"
+            "passthrough: JACK period is {period} frames; autotuned serves 1..={}",
+            crate::rt::reblock::MAX_PERIOD
         ));
     }
     match model_rate {
@@ -105,15 +126,57 @@ impl jack::NotificationHandler for Notifications {
         Control::Continue
     }
 
+    fn port_registration(&mut self, _: &Client, _: jack::PortId, registered: bool) {
+        if registered {
+            self.events.ports_changed.store(true, Relaxed);
+        }
+    }
+
     unsafe fn shutdown(&mut self, _: jack::ClientStatus, _: &str) {
         self.events.shut_down.store(true, Relaxed);
     }
 }
 
+/// What JACK's latency callback needs: our two audio ports and the node's delay.
+struct LatencyReport {
+    input: *mut jack_sys::jack_port_t,
+    output: *mut jack_sys::jack_port_t,
+    events: Arc<ServerEvents>,
+}
+
+/// JACK asks, per direction, what latency our ports add: the upstream capture latency plus our
+/// delay on `out`, the downstream playback latency plus our delay on `in`.
+unsafe extern "C" fn report_latency(mode: jack_sys::jack_latency_callback_mode_t, arg: *mut libc::c_void) {
+    // SAFETY: `arg` is the `LatencyReport` boxed in the `JackNode`, which outlives the client
+    // (the client is closed before the box is dropped), and JACK passes it back unchanged.
+    let report = unsafe { &*(arg as *const LatencyReport) };
+    let ours = report.events.latency.load(Relaxed);
+    let (from, to) = if mode == jack_sys::JackCaptureLatency {
+        (report.input, report.output)
+    } else {
+        (report.output, report.input)
+    };
+    let mut range = jack_sys::jack_latency_range_t { min: 0, max: 0 };
+    // SAFETY: both ports belong to this client and stay registered while it is open; `range`
+    // is a valid, writable jack_latency_range_t.
+    unsafe {
+        jack_sys::jack_port_get_latency_range(from, mode, &mut range);
+        let (min, max) = (range.min, range.max);
+        range.min = min + ours;
+        range.max = max + ours;
+        jack_sys::jack_port_set_latency_range(to, mode, &mut range);
+    }
+}
+
 /// An active JACK client running the processor.
 pub struct JackNode {
+    // Field order matters: the client closes before the latency report it points to is freed.
     client: jack::AsyncClient<Notifications, ProcessHandler>,
+    _latency: Box<LatencyReport>,
     pub events: Arc<ServerEvents>,
+    client_name: String,
+    in_name: String,
+    out_name: String,
 }
 
 /// The server's rate and period, from a client opened but not yet active.
@@ -142,16 +205,23 @@ pub fn open(settings: &JackSettings) -> Result<OpenClient, JackError> {
     Ok(OpenClient { client, sample_rate, period })
 }
 
+/// The parts of the node that do not come from JACK.
+pub struct NodeParts {
+    pub processor: Processor,
+    /// The rate the loaded model is made for; `None` without a model.
+    pub model_rate: Option<u32>,
+    pub status: Arc<Status>,
+    pub meters: Arc<Meters>,
+}
+
 impl OpenClient {
-    /// Registers `in` and `out`, activates with `processor`, and connects the configured ports.
-    /// Returns the node and the connections that failed (logged by the caller).
+    /// Registers the ports and the latency callback, activates with the processor, and makes
+    /// the configured connections. Returns the node and the connections that failed.
     pub fn activate(
         self,
         settings: &JackSettings,
         midi: &MidiSettings,
-        processor: Processor,
-        model_rate: Option<u32>,
-        status: Arc<Status>,
+        parts: NodeParts,
     ) -> Result<(JackNode, Vec<String>), JackError> {
         let port = |port| move |source| JackError::Port { port, source };
         let input = self.client.register_port("in", AudioIn::default()).map_err(port("in"))?;
@@ -160,37 +230,50 @@ impl OpenClient {
         let midi_out = self.client.register_port("midi_out", MidiOut::default()).map_err(port("midi_out"))?;
         let block_ms = BLOCK as f32 * 1000.0 / self.sample_rate as f32;
         let min_blocks = (midi.out_min_note_ms / block_ms).ceil() as u32;
+        let events = Arc::new(ServerEvents::default());
+        let mut reblocker = Reblocker::default();
+        reblocker.set_period(self.period as usize);
+        events.latency.store((parts.processor.latency() + reblocker.delay()) as u32, Relaxed);
+        events.period.store(self.period, Relaxed);
+
+        let latency = Box::new(LatencyReport { input: input.raw(), output: output.raw(), events: Arc::clone(&events) });
+        // SAFETY: the client is open and not yet active; the callback and its argument (the box
+        // above, kept in the JackNode until after the client closes) stay valid for its lifetime.
+        let rc = unsafe {
+            jack_sys::jack_set_latency_callback(
+                self.client.raw(),
+                Some(report_latency),
+                &*latency as *const LatencyReport as *mut libc::c_void,
+            )
+        };
+        if rc != 0 {
+            return Err(JackError::Latency(rc));
+        }
+
+        let client_name = self.client.name().to_owned();
         let in_name = input.name().unwrap_or_default();
         let out_name = output.name().unwrap_or_default();
-        let events = Arc::new(ServerEvents::default());
         let handler = ProcessHandler {
-            events: Arc::clone(&events),
             input,
             output,
             midi_in,
             midi_out,
             held: MidiInput::default(),
             notes: NoteTracker::new(midi.out_channel, min_blocks, midi.out_threshold),
-            processor,
-            serving: servable(self.period, self.sample_rate, model_rate),
-            model_rate,
+            processor: parts.processor,
+            reblocker,
+            serving: servable(self.period, self.sample_rate, parts.model_rate),
+            model_rate: parts.model_rate,
             server_rate: self.sample_rate,
+            events: Arc::clone(&events),
+            meters: parts.meters,
         };
-        let notifications = Notifications { status, events: Arc::clone(&events) };
+        let notifications = Notifications { status: parts.status, events: Arc::clone(&events) };
         let client =
             self.client.activate_async(notifications, handler).map_err(|source| JackError::Activate { source })?;
-        let mut failed = Vec::new();
-        for source in &settings.connect_inputs {
-            if let Err(e) = client.as_client().connect_ports_by_name(source, &in_name) {
-                failed.push(format!("{source} -> {in_name}: {e}"));
-            }
-        }
-        for destination in &settings.connect_outputs {
-            if let Err(e) = client.as_client().connect_ports_by_name(&out_name, destination) {
-                failed.push(format!("{out_name} -> {destination}: {e}"));
-            }
-        }
-        Ok((JackNode { client, events }, failed))
+        let node = JackNode { client, _latency: latency, events, client_name, in_name, out_name };
+        let failed = node.connect(settings);
+        Ok((node, failed))
     }
 }
 
@@ -200,8 +283,50 @@ impl JackNode {
         self.client.as_client().cpu_load()
     }
 
+    /// Connects every port matching the configured patterns (anchored POSIX regular
+    /// expressions, as `jack_get_ports` takes them) that is not connected yet. Returns what
+    /// failed; ports that do not exist yet are not failures, they are tried again when ports
+    /// appear.
+    pub fn connect(&self, settings: &JackSettings) -> Vec<String> {
+        let client = self.client.as_client();
+        let own = format!("{}:", self.client_name);
+        let mut failed = Vec::new();
+        let mut link = |pattern: &str, flags: PortFlags, ours: &str, ours_is_destination: bool| {
+            for port in client.ports(Some(&format!("^({pattern})$")), Some("audio"), flags) {
+                if port.starts_with(&own) {
+                    continue;
+                }
+                let (from, to) = if ours_is_destination { (port.as_str(), ours) } else { (ours, port.as_str()) };
+                let connected = client.port_by_name(ours).is_some_and(|p| p.is_connected_to(&port).unwrap_or(false));
+                if !connected {
+                    if let Err(e) = client.connect_ports_by_name(from, to) {
+                        failed.push(format!("{from} -> {to}: {e}"));
+                    }
+                }
+            }
+        };
+        for pattern in &settings.connect_inputs {
+            link(pattern, PortFlags::IS_OUTPUT, &self.in_name, true);
+        }
+        for pattern in &settings.connect_outputs {
+            link(pattern, PortFlags::IS_INPUT, &self.out_name, false);
+        }
+        failed
+    }
+
+    /// Asks JACK to query every client's latency again (after our delay changed).
+    pub fn recompute_latencies(&self) {
+        // SAFETY: the client is open; this only schedules latency callbacks.
+        unsafe {
+            jack_sys::jack_recompute_total_latencies(self.client.as_client().raw());
+        }
+    }
+
     /// Deactivates and closes the client.
     pub fn close(self) -> Result<(), jack::Error> {
-        self.client.deactivate().map(drop)
+        let JackNode { client, _latency, .. } = self;
+        let result = client.deactivate().map(drop);
+        drop(_latency);
+        result
     }
 }

@@ -3,9 +3,65 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// Callback-time histogram resolution and size: 10 µs buckets up to 5.12 ms, the last one open.
+const BUCKET_NS: u64 = 10_000;
+const BUCKETS: usize = 512;
+
+/// Callback durations: a lock-free histogram the RT thread adds to and anyone may read.
+#[derive(Debug)]
+pub struct CallbackTimes {
+    buckets: Box<[AtomicU32]>,
+    max_ns: AtomicU64,
+}
+
+impl Default for CallbackTimes {
+    fn default() -> Self {
+        CallbackTimes { buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(), max_ns: AtomicU64::new(0) }
+    }
+}
+
+/// Median, 99th percentile and maximum callback time, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CallbackStats {
+    pub count: u64,
+    pub p50_us: f32,
+    pub p99_us: f32,
+    pub max_us: f32,
+}
+
+impl CallbackTimes {
+    pub fn record(&self, ns: u64) {
+        let bucket = ((ns / BUCKET_NS) as usize).min(BUCKETS - 1);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.max_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// Percentiles are bucket upper bounds (10 µs resolution); the maximum is exact.
+    pub fn stats(&self) -> CallbackStats {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| u64::from(b.load(Relaxed))).collect();
+        let count: u64 = counts.iter().sum();
+        let percentile = |q: f64| {
+            let rank = (q * count as f64).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            counts.iter().position(|c| {
+                seen += c;
+                seen >= rank
+            })
+        };
+        let upper_us = |bucket: Option<usize>| bucket.map_or(0.0, |b| ((b as u64 + 1) * BUCKET_NS) as f32 / 1000.0);
+        CallbackStats {
+            count,
+            p50_us: upper_us(percentile(0.5)),
+            p99_us: upper_us(percentile(0.99)),
+            max_us: self.max_ns.load(Relaxed) as f32 / 1000.0,
+        }
+    }
+}
+
 /// Written by the RT thread only; any thread may read.
 #[derive(Debug, Default)]
 pub struct Meters {
+    pub callbacks: CallbackTimes,
     detected_hz: AtomicU32,
     confidence: AtomicU32,
     target_hz: AtomicU32,
@@ -53,5 +109,24 @@ impl Meters {
 
     pub fn model_loaded(&self) -> bool {
         self.model_loaded.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let t = CallbackTimes::default();
+        for us in 1..=100u64 {
+            t.record(us * 1000);
+        }
+        t.record(9_000_000);
+        let s = t.stats();
+        assert_eq!(s.count, 101);
+        assert_eq!(s.p50_us, 60.0);
+        assert_eq!(s.p99_us, 110.0, "100 µs falls in the 100..110 µs bucket");
+        assert_eq!(s.max_us, 9000.0);
     }
 }

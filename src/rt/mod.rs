@@ -7,6 +7,7 @@ pub mod meters;
 pub mod midi;
 pub mod params;
 pub mod processor;
+pub mod reblock;
 
 pub use events::{Command, FaultKind, RtEvent};
 pub use inference::{BlockReport, Controls, Inference, InferenceError, Slots};
@@ -14,3 +15,4 @@ pub use meters::Meters;
 pub use midi::{MidiInput, NoteTracker};
 pub use params::{Mode, Params, SharedParams};
 pub use processor::{Processor, ProcessorRings};
+pub use reblock::Reblocker;

@@ -50,7 +50,12 @@ pub struct JackServer {
 
 impl JackServer {
     pub fn start(rate: u32, period: u32) -> JackServer {
-        let name = unique("at-srv");
+        JackServer::start_named(&unique("at-srv"), rate, period)
+    }
+
+    /// Starts a server with this name (to start the same server again after it died).
+    pub fn start_named(name: &str, rate: u32, period: u32) -> JackServer {
+        let name = name.to_owned();
         let child = Command::new("jackd")
             .args(["-n", &name, "--no-realtime", "-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
             .env("JACK_DEFAULT_SERVER", &name)
@@ -63,6 +68,13 @@ impl JackServer {
         // SAFETY-free but process-wide: only test code holding `jack_lock` reads it.
         std::env::set_var("JACK_DEFAULT_SERVER", &server.name);
         server
+    }
+
+    /// Kills the server outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.name.clone()
     }
 
     /// The server's ports, or None while it is not answering.
@@ -229,6 +241,7 @@ impl OscClient {
 /// scheduled MIDI to the daemon's `midi_in` and records what comes out of its `midi_out`.
 pub struct TestClient {
     client: jack::AsyncClient<(), Recorder>,
+    pub rate: u32,
     recorded: rtrb::Consumer<f32>,
     midi_recorded: rtrb::Consumer<(u64, [u8; 3])>,
 }
@@ -302,7 +315,8 @@ impl TestClient {
         let inp = client.register_port("rec", jack::AudioIn::default()).unwrap();
         let midi_out = client.register_port("midi_play", jack::MidiOut::default()).unwrap();
         let midi_in = client.register_port("midi_rec", jack::MidiIn::default()).unwrap();
-        let (producer, recorded) = rtrb::RingBuffer::new(RATE as usize * max_seconds);
+        let rate = client.sample_rate();
+        let (producer, recorded) = rtrb::RingBuffer::new(rate as usize * max_seconds);
         let (midi_producer, midi_recorded) = rtrb::RingBuffer::new(1024);
         let ports = [out.name().unwrap(), inp.name().unwrap(), midi_out.name().unwrap(), midi_in.name().unwrap()];
         let recorder = Recorder {
@@ -325,18 +339,24 @@ impl TestClient {
         c.connect_ports_by_name(&format!("{target}:out"), &ports[1]).unwrap();
         c.connect_ports_by_name(&ports[2], &format!("{target}:midi_in")).unwrap();
         c.connect_ports_by_name(&format!("{target}:midi_out"), &ports[3]).unwrap();
-        TestClient { client: active, recorded, midi_recorded }
+        TestClient { client: active, rate, recorded, midi_recorded }
     }
 
     /// Waits until `seconds` of audio more have been recorded, and returns everything so far.
     pub fn record(&mut self, seconds: f32, into: &mut Vec<f32>) {
-        let want = into.len() + (seconds * RATE as f32) as usize;
+        let want = into.len() + (seconds * self.rate as f32) as usize;
         wait_for(Duration::from_secs_f32(seconds * 4.0 + 10.0), "recorded audio", || {
             while let Ok(x) = self.recorded.pop() {
                 into.push(x);
             }
             into.len() >= want
         });
+    }
+
+    /// The capture latency range JACK reports for a port (as `jack_port_get_latency_range`).
+    pub fn capture_latency(&self, port: &str) -> (u32, u32) {
+        let port = self.client.as_client().port_by_name(port).expect("port");
+        port.get_latency_range(jack::LatencyType::Capture)
     }
 
     /// MIDI received from the daemon so far: (frame, message).
@@ -349,15 +369,36 @@ impl TestClient {
     }
 }
 
+/// A signal that does not repeat within 10 007 samples, so only the true alignment matches.
+pub fn noise_like(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919 % 10007) as f32 / 10007.0 - 0.5) * 0.5).collect()
+}
+
+/// One second of a sine at `freq` rounded to whole Hz, so it loops without a seam (a looping
+/// test client would otherwise put a phase jump, a glitch the model hears, every second).
+/// Returns the tone and the frequency it really has.
+pub fn looping_tone(freq: f32, amplitude: f32) -> (Vec<f32>, f32) {
+    let whole = freq.round();
+    (sine(whole, 1.0, amplitude), whole)
+}
+
 pub fn sine(freq: f32, seconds: f32, amplitude: f32) -> Vec<f32> {
-    (0..(seconds * RATE as f32) as usize)
-        .map(|i| amplitude * (std::f32::consts::TAU * freq * i as f32 / RATE as f32).sin())
+    sine_at(freq, seconds, amplitude, RATE)
+}
+
+pub fn sine_at(freq: f32, seconds: f32, amplitude: f32, rate: u32) -> Vec<f32> {
+    (0..(seconds * rate as f32) as usize)
+        .map(|i| amplitude * (std::f64::consts::TAU * f64::from(freq) * i as f64 / f64::from(rate)).sin() as f32)
         .collect()
 }
 
 /// Frequency of a near-sinusoid by counting rising zero crossings with linear interpolation:
 /// an estimator unrelated to the model's YIN.
 pub fn zero_crossing_hz(signal: &[f32]) -> f32 {
+    zero_crossing_hz_at(signal, RATE)
+}
+
+pub fn zero_crossing_hz_at(signal: &[f32], rate: u32) -> f32 {
     let mut crossings = Vec::new();
     for i in 1..signal.len() {
         let (a, b) = (signal[i - 1], signal[i]);
@@ -367,7 +408,7 @@ pub fn zero_crossing_hz(signal: &[f32]) -> f32 {
     }
     assert!(crossings.len() > 10, "no periodic signal to measure");
     let span = crossings[crossings.len() - 1] - crossings[0];
-    ((crossings.len() - 1) as f64 / span * f64::from(RATE)) as f32
+    ((crossings.len() - 1) as f64 / span * f64::from(rate)) as f32
 }
 
 pub fn cents(freq: f32, reference: f32) -> f32 {
