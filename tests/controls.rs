@@ -24,7 +24,7 @@ fn set(daemon: &Daemon, osc: &OscClient, addr: &str, args: Vec<OscType>) {
 
 /// The pitch (as a fractional MIDI note) of the last second of a recording.
 fn landed(recorded: &[f32]) -> f32 {
-    let hz = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    let hz = median_hz(&recorded[recorded.len() - RATE as usize..]);
     69.0 + 12.0 * (hz / 440.0).log2()
 }
 
@@ -64,11 +64,11 @@ fn midi_mode_tunes_to_the_held_note_and_lets_go_on_note_off() {
     let mut client = TestClient::with_midi(&daemon.client, sine(215.0, 1.0, 0.3), true, schedule, 12);
     let mut recorded = Vec::new();
     client.record(2.8, &mut recorded);
-    let held = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    let held = median_hz(&recorded[recorded.len() - RATE as usize..]);
     assert!(cents(held, 220.0).abs() <= 5.0, "note 57 held: output {held:.2} Hz");
     client.record(2.0, &mut recorded);
     client.close();
-    let released = zero_crossing_hz(&recorded[recorded.len() - RATE as usize..]);
+    let released = median_hz(&recorded[recorded.len() - RATE as usize..]);
     assert!(cents(released, 215.0).abs() <= 5.0, "after note-off: output {released:.2} Hz, input 215");
 }
 

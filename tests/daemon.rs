@@ -31,7 +31,7 @@ fn corrects_a_detuned_tone_to_the_target_note() {
 
     let tail = &recorded[recorded.len() - RATE as usize..];
     assert!(tail.iter().all(|x| x.is_finite()));
-    let measured = zero_crossing_hz(tail);
+    let measured = median_hz(tail);
     let error = cents(measured, 220.0);
     assert!(
         error.abs() <= 5.0,

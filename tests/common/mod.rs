@@ -417,6 +417,10 @@ pub fn cents(freq: f32, reference: f32) -> f32 {
 
 /// Frequency along `signal` from the intervals between rising zero crossings: (sample, Hz).
 pub fn pitch_track(signal: &[f32]) -> Vec<(usize, f32)> {
+    pitch_track_at(signal, RATE)
+}
+
+pub fn pitch_track_at(signal: &[f32], rate: u32) -> Vec<(usize, f32)> {
     let mut crossings = Vec::new();
     for i in 1..signal.len() {
         let (a, b) = (signal[i - 1], signal[i]);
@@ -424,5 +428,18 @@ pub fn pitch_track(signal: &[f32]) -> Vec<(usize, f32)> {
             crossings.push((i - 1) as f64 + f64::from(a / (a - b)));
         }
     }
-    crossings.windows(2).map(|w| (((w[0] + w[1]) / 2.0) as usize, (f64::from(RATE) / (w[1] - w[0])) as f32)).collect()
+    crossings.windows(2).map(|w| (((w[0] + w[1]) / 2.0) as usize, (f64::from(rate) / (w[1] - w[0])) as f32)).collect()
+}
+
+/// The median of `pitch_track`: a pitch estimate that one glitch (an xrun's dropout) cannot
+/// pull off.
+pub fn median_hz(signal: &[f32]) -> f32 {
+    median_hz_at(signal, RATE)
+}
+
+pub fn median_hz_at(signal: &[f32], rate: u32) -> f32 {
+    let mut hz: Vec<f32> = pitch_track_at(signal, rate).into_iter().map(|(_, f)| f).collect();
+    assert!(hz.len() > 10, "no periodic signal to measure");
+    hz.sort_by(f32::total_cmp);
+    hz[hz.len() / 2]
 }
