@@ -13,7 +13,7 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps build models quality bench fmt lint soak fuzz install-user clean
+.PHONY: run test jack-stale deps apt ort pydeps build models quality bench bench-daemon malloc-count fmt lint soak fuzz install-user clean
 
 deps: apt ort
 
@@ -80,6 +80,16 @@ quality: pydeps
 
 bench: deps
 	cargo bench
+
+# The whole daemon under a private jackd (44.1 kHz / 512) for 60 s: CPU, callback times, RSS.
+bench-daemon: deps jack-stale
+	cargo test --release --test bench_daemon daemon_cost -- --ignored --nocapture
+
+# ONNX Runtime's (and everyone's) mallocs on the JACK thread per callback, via LD_PRELOAD.
+malloc-count: deps jack-stale target/malloc_count.so
+	MALLOC_COUNT_SO=$(CURDIR)/target/malloc_count.so cargo test --release --test bench_daemon mallocs_per_callback -- --ignored --nocapture
+target/malloc_count.so: benches/malloc_count.c
+	mkdir -p target && cc -O2 -shared -fPIC -o $@ $< -ldl
 
 # Ten minutes under jackd with a tone, parameter changes every 50 ms and a 20 000 msg/s OSC
 # flood; prints xruns, callback times and RSS (SOAK_SECONDS to change the length).

@@ -599,6 +599,7 @@ impl OscService {
             OscType::Float(callbacks.p50_us),
             OscType::Float(callbacks.p99_us),
             OscType::Float(callbacks.max_us),
+            OscType::Long(callbacks.count as i64),
         ]
     }
 }

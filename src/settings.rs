@@ -194,6 +194,9 @@ impl Default for LogSettings {
     }
 }
 
+/// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
+const LIST_KEYS: [&str; 3] = ["jack.connect_inputs", "jack.connect_outputs", "osc.allow"];
+
 /// Ranges shared with the OSC address space.
 pub const STRENGTH: (f32, f32) = (0.0, 1.0);
 pub const TARGET_HZ: (f32, f32) = (20.0, 2000.0);
@@ -295,14 +298,21 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("jack.connect_inputs")
-                .with_list_parse_key("jack.connect_outputs")
-                .with_list_parse_key("osc.allow"),
+                .with_list_parse_key(LIST_KEYS[0])
+                .with_list_parse_key(LIST_KEYS[1])
+                .with_list_parse_key(LIST_KEYS[2]),
         );
         for o in overrides {
             let (key, value) = o.split_once('=').ok_or_else(|| SettingsError::Override(o.clone()))?;
-            builder =
-                builder.set_override(key.trim(), value.trim()).map_err(|e| SettingsError::Parse(e.to_string()))?;
+            let (key, value) = (key.trim(), value.trim());
+            builder = if LIST_KEYS.contains(&key) {
+                let items: Vec<String> =
+                    value.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect();
+                builder.set_override(key, items)
+            } else {
+                builder.set_override(key, value)
+            }
+            .map_err(|e| SettingsError::Parse(e.to_string()))?;
         }
         let origin = file.map_or_else(String::new, |p| format!("{}: ", p.display()));
         let settings: Settings = builder

@@ -30,10 +30,11 @@ fn every_key_in_the_shipped_file_has_a_comment() {
 
 #[test]
 fn overrides_win_over_the_file() {
-    let s =
-        Settings::load(Some(&shipped()), &["tuning.strength=0.25".into(), "osc.bind=127.0.0.1:9100".into()]).unwrap();
+    let overrides = ["tuning.strength=0.25", "osc.bind=127.0.0.1:9100", "jack.connect_outputs=a:1, b:2"];
+    let s = Settings::load(Some(&shipped()), &overrides.map(String::from)).unwrap();
     assert_eq!(s.tuning.strength, 0.25);
     assert_eq!(s.osc.bind, "127.0.0.1:9100");
+    assert_eq!(s.jack.connect_outputs, ["a:1", "b:2"]);
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn float(status: &[OscType], i: usize) -> f32 {
 fn soak() {
     let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let _jack = jack_lock();
-    let server = JackServer::start(RATE, 512);
+    let server = JackServer::start_realtime(RATE, 512);
     let daemon = Daemon::start(&server, None, &[], &[]);
     let pid = daemon.child.id();
     let (tone, _) = looping_tone(196.0 * 2f32.powf(35.0 / 1200.0), 0.3);

@@ -55,9 +55,21 @@ impl JackServer {
 
     /// Starts a server with this name (to start the same server again after it died).
     pub fn start_named(name: &str, rate: u32, period: u32) -> JackServer {
+        JackServer::spawn(name, &["--no-realtime"], rate, period)
+    }
+
+    /// A server whose threads, and its clients' process threads, run SCHED_FIFO, as in a
+    /// studio (needs the privilege to, e.g. root or the audio group's rtprio limit).
+    pub fn start_realtime(rate: u32, period: u32) -> JackServer {
+        JackServer::spawn(&unique("at-rt"), &["-R", "-P", "70"], rate, period)
+    }
+
+    fn spawn(name: &str, mode: &[&str], rate: u32, period: u32) -> JackServer {
         let name = name.to_owned();
         let child = Command::new("jackd")
-            .args(["-n", &name, "--no-realtime", "-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
+            .args(["-n", &name])
+            .args(mode)
+            .args(["-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
             .env("JACK_DEFAULT_SERVER", &name)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

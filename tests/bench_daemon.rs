@@ -1,0 +1,106 @@
+//! Whole-daemon measurements, not run by `make test`: `make bench-daemon` (CPU, callback time,
+//! RSS) and `make malloc-count` (what is allocated on the JACK thread per callback). They
+//! print numbers for the README; they assert nothing about time.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rosc::OscType;
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 =
+        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
+fn number(args: &[OscType], i: usize) -> f64 {
+    match &args[i] {
+        OscType::Float(v) => f64::from(*v),
+        OscType::Int(v) => f64::from(*v),
+        OscType::Long(v) => *v as f64,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A running daemon with a sung tone going through it.
+fn running(env: &[(&str, &str)]) -> (JackServer, Daemon, TestClient) {
+    let server = JackServer::start_realtime(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], env);
+    let (tone, _) = looping_tone(196.0 * 2f32.powf(35.0 / 1200.0), 0.3);
+    let client = TestClient::start(&daemon.client, tone, 2);
+    (server, daemon, client)
+}
+
+#[test]
+#[ignore = "a minute of measurement; run with `make bench-daemon`"]
+fn daemon_cost() {
+    let _jack = jack_lock();
+    let extra = std::env::var("BENCH_ENV").unwrap_or_default();
+    let env: Vec<(&str, &str)> = extra.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+    let (_server, daemon, client) = running(&env);
+    let pid = daemon.child.id();
+    std::thread::sleep(Duration::from_secs(5));
+    let (ticks, start) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds()));
+    // SAFETY: sysconf has no preconditions.
+    let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (cpu_ticks(pid) - ticks) as f64 / tick_hz / start.elapsed().as_secs_f64() * 100.0;
+    let status = daemon.status();
+    let rss = rss_mib(pid);
+    client.close();
+    println!(
+        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB; xruns {}",
+        seconds(),
+        number(&status, 9),
+        number(&status, 10),
+        number(&status, 11),
+        number(&status, 12),
+        number(&status, 3),
+    );
+}
+
+#[test]
+#[ignore = "needs MALLOC_COUNT_SO; run with `make malloc-count`"]
+fn mallocs_per_callback() {
+    let preload = std::env::var("MALLOC_COUNT_SO").expect("MALLOC_COUNT_SO=path/to/malloc_count.so");
+    let out = std::env::temp_dir().join(format!("{}.txt", unique("malloc-count")));
+    let _jack = jack_lock();
+    let env = [("LD_PRELOAD", preload.as_str()), ("MALLOC_COUNT_OUT", out.to_str().unwrap())];
+    let (_server, mut daemon, client) = running(&env);
+    std::thread::sleep(Duration::from_secs(seconds().min(30)));
+    let callbacks = number(&daemon.status(), 12);
+    client.close();
+    daemon.signal(15);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    let report = std::fs::read_to_string(&out).expect("the preload wrote no report");
+    // JACK runs its thread-init callback on each of its client threads; the process thread is
+    // the one of them that allocates at all.
+    let fields: Vec<f64> = report
+        .lines()
+        .filter(|l| l.starts_with("autotuned-rt "))
+        .map(|l| l.split_whitespace().skip(2).map(|f| f.parse().unwrap()).collect::<Vec<f64>>())
+        .max_by(|a, b| a[0].total_cmp(&b[0]))
+        .unwrap_or_else(|| panic!("no JACK thread in:\n{report}"));
+    println!(
+        "JACK thread over {callbacks} callbacks: {} mallocs, {} frees = {:.1} mallocs and {:.1} frees per callback (all threads:\n{report})",
+        fields[0],
+        fields[1],
+        fields[0] / callbacks,
+        fields[1] / callbacks
+    );
+    std::fs::remove_file(out).unwrap();
+}
