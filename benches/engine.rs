@@ -44,14 +44,7 @@ fn engine(c: &mut Criterion) {
     let mut out = vec![0.0f32; BLOCK];
 
     let (mut inference, _) = runtime.load(default_model, None).unwrap();
-    let controls = ModelControls {
-        target_hz: 0.0,
-        strength: 1.0,
-        scale_mask: 0x0fff,
-        tuning_hz: 440.0,
-        retune_ms: 0.0,
-        transpose: 0.0,
-    };
+    let controls = ModelControls::default();
     let mut block = 0;
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {

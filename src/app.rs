@@ -68,10 +68,8 @@ struct Supervisor<'a> {
 
 /// Runs the daemon until SIGTERM/SIGINT. A second signal while stopping exits at once.
 pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
-    let terminate = AtomicBool::new(false);
-    let reload = AtomicBool::new(false);
-    let terminate = Arc::new(terminate);
-    let reload = Arc::new(reload);
+    let terminate = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&terminate))?;
         signal_hook::flag::register(signal, Arc::clone(&terminate))?;

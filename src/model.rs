@@ -250,14 +250,7 @@ fn build_session(environment: &Environment, bytes: &[u8]) -> ort::Result<Session
 /// Runs a voiced tone through the model so first-run costs are paid off the RT thread, then
 /// resets its state.
 fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
-    let controls = Controls {
-        target_hz: 0.0,
-        strength: 1.0,
-        scale_mask: 0x0fff,
-        tuning_hz: 440.0,
-        retune_ms: 0.0,
-        transpose: 0.0,
-    };
+    let controls = Controls::default();
     let mut input = vec![0.0f32; BLOCK];
     let mut out = vec![0.0f32; BLOCK];
     for block in 0..WARM_UP_BLOCKS {

@@ -147,13 +147,7 @@ fn configured_connections_are_made_after_activation() {
         ("AUTOTUNED_JACK__CONNECT_OUTPUTS", "system:playback_1,system:playback_2"),
     ];
     let daemon = Daemon::start(&server, None, &[], &env);
-    let out = std::process::Command::new("jack_lsp")
-        .arg("-c")
-        .env("JACK_DEFAULT_SERVER", &server.name)
-        .env("JACK_NO_START_SERVER", "1")
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout);
+    let listing = server.connections();
     let connected_to = |port: &str| -> Vec<String> {
         let lines: Vec<&str> = listing.lines().collect();
         let at = lines.iter().position(|l| *l == port).unwrap_or_else(|| panic!("{port} missing:\n{listing}"));

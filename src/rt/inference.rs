@@ -30,6 +30,13 @@ pub struct Controls {
     pub transpose: f32,
 }
 
+impl Default for Controls {
+    /// Auto mode, hard tune, every note allowed, A4 = 440 Hz, no glide, no transpose.
+    fn default() -> Self {
+        Controls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0, transpose: 0.0 }
+    }
+}
+
 /// What a block reported besides audio.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BlockReport {

@@ -89,6 +89,17 @@ impl JackServer {
         self.name.clone()
     }
 
+    /// `jack_lsp -c`: every port, each followed by its connections indented.
+    pub fn connections(&self) -> String {
+        let out = Command::new("jack_lsp")
+            .arg("-c")
+            .env("JACK_DEFAULT_SERVER", &self.name)
+            .env("JACK_NO_START_SERVER", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The server's ports, or None while it is not answering.
     pub fn ports(&self) -> Option<Vec<String>> {
         let out = Command::new("jack_lsp")
