@@ -54,6 +54,23 @@ fn engine(c: &mut Criterion) {
         })
     });
 
+    // As in the daemon: one run per JACK period, the CPU idle in between.
+    let mut block = 0;
+    c.bench_function("ort_run/default_model_once_per_period", |b| {
+        b.iter_custom(|iterations| {
+            let mut spent = std::time::Duration::ZERO;
+            for _ in 0..iterations {
+                std::thread::sleep(std::time::Duration::from_micros(11_000));
+                let start = (block % 256) * BLOCK;
+                block += 1;
+                let began = std::time::Instant::now();
+                black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+                spent += began.elapsed();
+            }
+            spent
+        })
+    });
+
     for (name, model) in
         [("default_model", default_model), ("identity_model", Path::new("tests/fixtures/identity.onnx"))]
     {
