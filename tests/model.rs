@@ -197,3 +197,34 @@ fn truncated_and_unreadable_models_each_give_one_clear_error() {
     assert!(e.contains("cannot read model") && e.contains("directory.onnx"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn parameter_changes_land_between_blocks_without_a_click() {
+    let mut rig = rig(&root().join("models/autotune.onnx"), Params::default());
+    let input = sine(200.0, 3.0, 0.3);
+    let blocks = input.len() / BLOCK;
+    let mut output = vec![0.0f32; blocks * BLOCK];
+    for b in 0..blocks {
+        let step = b / 5;
+        let params = Params {
+            strength: if step % 3 == 0 { 0.0 } else { 1.0 },
+            mode: if step % 2 == 0 { Mode::Auto } else { Mode::Manual },
+            target_hz: if step % 4 < 2 { 180.0 } else { 230.0 },
+            scale_mask: if step % 5 == 0 { 0b1010_1011_0101 } else { 0x0fff },
+            retune_ms: if step % 6 == 0 { 0.0 } else { 40.0 },
+            ..Params::default()
+        };
+        rig.params.store(&params);
+        rig.processor.process(&input[b * BLOCK..(b + 1) * BLOCK], &mut output[b * BLOCK..(b + 1) * BLOCK], None);
+    }
+    // The heads read continuously, so the output's steepest step is a sine's at the highest
+    // pitch the changes ask for (230 Hz, 0.3); a click would be a jump of a good part of 0.3.
+    let limit = std::f32::consts::TAU * 230.0 / RATE as f32 * 0.3 * 1.25;
+    let (at, step) = output
+        .windows(2)
+        .enumerate()
+        .skip(BLOCK)
+        .map(|(i, w)| (i, (w[1] - w[0]).abs()))
+        .fold((0, 0.0f32), |m, (i, s)| if s > m.1 { (i, s) } else { m });
+    assert!(step <= limit, "a step of {step} at sample {at} (block {}), limit {limit}", at / BLOCK);
+}
