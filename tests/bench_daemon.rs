@@ -20,11 +20,15 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 =
-        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024.0
+/// (RSS, PSS, private) in MiB. RSS counts JACK's shared-memory segment, which every JACK client
+/// maps; private memory is what the daemon itself holds.
+fn memory_mib(pid: u32) -> (f64, f64, f64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| -> f64 {
+        let line = rollup.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    };
+    (field("Rss:"), field("Pss:"), field("Private_Clean:") + field("Private_Dirty:"))
 }
 
 fn number(args: &[OscType], i: usize) -> f64 {
@@ -60,10 +64,10 @@ fn daemon_cost() {
     let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (cpu_ticks(pid) - ticks) as f64 / tick_hz / start.elapsed().as_secs_f64() * 100.0;
     let status = daemon.status();
-    let rss = rss_mib(pid);
+    let (rss, pss, private) = memory_mib(pid);
     client.close();
     println!(
-        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB; xruns {}",
+        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB (PSS {pss:.1}, private {private:.1}); xruns {}",
         seconds(),
         number(&status, 9),
         number(&status, 10),
