@@ -130,39 +130,16 @@ impl Processor {
         report
     }
 
-    /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
-    /// when the model cannot transpose itself; with no MIDI note held, nothing is corrected.
-    fn controls(&self, midi_note: Option<f32>, model_transposes: bool) -> Controls {
-        let p = &self.current;
-        let shift = if model_transposes { 1.0 } else { (p.transpose / 12.0).exp2() };
-        let (target_hz, strength) = match (p.mode, midi_note) {
-            (Mode::Auto, _) => (0.0, p.strength),
-            (Mode::Manual, _) => (p.target_hz * shift, p.strength),
-            (Mode::Midi, Some(note)) => (p.tuning_hz * ((note - 69.0) / 12.0).exp2() * shift, p.strength),
-            (Mode::Midi, None) => (0.0, 0.0),
-        };
-        Controls {
-            target_hz,
-            strength,
-            scale_mask: p.scale_mask,
-            tuning_hz: p.tuning_hz,
-            retune_ms: p.retune_ms,
-            transpose: p.transpose,
-        }
-    }
-
     fn run_model(&mut self, midi_note: Option<f32>) -> BlockReport {
-        let Some(model) = self.model.as_ref() else {
+        let Some(model) = self.model.as_mut() else {
             self.wet.copy_from_slice(&self.dry);
             return BlockReport::default();
         };
-        let controls = self.controls(midi_note, model.has_transpose());
-        let reports_target = model.reports_target();
-        let Some(model) = self.model.as_mut() else { return BlockReport::default() };
+        let controls = model_controls(&self.current, midi_note, model.has_transpose());
         match model.run(&self.clean, &controls, &mut self.wet) {
             Ok(mut report) => {
                 self.fault_streak = 0;
-                if !reports_target {
+                if !model.reports_target() {
                     report.target_hz = controls.target_hz;
                 }
                 self.meters.publish_block(report.detected_hz, report.confidence, report.target_hz);
@@ -231,5 +208,25 @@ impl Processor {
             self.dry_line.delay = 0;
             self.meters.set_model_loaded(false);
         }
+    }
+}
+
+/// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
+/// when the model cannot transpose itself; with no MIDI note held, nothing is corrected.
+fn model_controls(p: &Params, midi_note: Option<f32>, model_transposes: bool) -> Controls {
+    let shift = if model_transposes { 1.0 } else { (p.transpose / 12.0).exp2() };
+    let (target_hz, strength) = match (p.mode, midi_note) {
+        (Mode::Auto, _) => (0.0, p.strength),
+        (Mode::Manual, _) => (p.target_hz * shift, p.strength),
+        (Mode::Midi, Some(note)) => (p.tuning_hz * ((note - 69.0) / 12.0).exp2() * shift, p.strength),
+        (Mode::Midi, None) => (0.0, 0.0),
+    };
+    Controls {
+        target_hz,
+        strength,
+        scale_mask: p.scale_mask,
+        tuning_hz: p.tuning_hz,
+        retune_ms: p.retune_ms,
+        transpose: p.transpose,
     }
 }
