@@ -194,3 +194,32 @@ fn osc_allow_list_and_model_directory_are_enforced() {
     assert!(reply.is_none(), "a sender outside osc.allow got an answer");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_period_change_while_running_is_followed() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let changed = std::process::Command::new("jack_bufsize")
+        .arg("256")
+        .env("JACK_DEFAULT_SERVER", &server.name)
+        .env("JACK_NO_START_SERVER", "1")
+        .status()
+        .unwrap();
+    assert!(changed.success());
+    wait_for(Duration::from_secs(5), "the new period in the status", || daemon.status()[2] == OscType::Int(256));
+    let status = daemon.status();
+    assert_eq!(status[7], OscType::String("running".into()));
+    assert_eq!(status[5], OscType::Int(MODEL_LATENCY as i32 + 256), "latency includes the re-blocking delay");
+    let osc = OscClient::new();
+    osc.send(daemon.osc, "/autotune/target/hz", vec![OscType::Float(247.0)]);
+    let (tone, _) = looping_tone(240.0, 0.3);
+    let mut client = TestClient::start(&daemon.client, tone, 6);
+    let mut recorded = Vec::new();
+    client.record(2.0, &mut recorded);
+    let reported = client.capture_latency(&format!("{}:out", daemon.client));
+    client.close();
+    assert_eq!(reported.0, MODEL_LATENCY + 256);
+    let out_hz = median_hz(&recorded[recorded.len() - RATE as usize..]);
+    assert!(cents(out_hz, 247.0).abs() <= 5.0, "{out_hz:.2} Hz after the period change");
+}
