@@ -110,16 +110,19 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
+# Where install-user puts things (the units expect the user's home).
+INSTALL_HOME ?= $(HOME)
 # Installs for the systemd user unit: binary to ~/.local/bin, models and ONNX Runtime to
 # ~/.local/share/autotuned, config to ~/.config/autotuned (kept if present), units to
 # ~/.config/systemd/user.
 install-user: build
-	install -Dm755 target/release/autotuned $(HOME)/.local/bin/autotuned
-	install -d $(HOME)/.local/share/autotuned/models $(HOME)/.config/autotuned $(HOME)/.config/systemd/user
-	install -m644 models/*.onnx README.md -t $(HOME)/.local/share/autotuned/models
-	cp -r $(ORT_DIR) $(HOME)/.local/share/autotuned/
-	[ -f $(HOME)/.config/autotuned/autotuned.toml ] || install -m644 $(CONFIG) $(HOME)/.config/autotuned/autotuned.toml
-	install -m644 systemd/autotuned.service systemd/autotuned@.service -t $(HOME)/.config/systemd/user
+	install -Dm755 target/release/autotuned $(INSTALL_HOME)/.local/bin/autotuned
+	install -d $(INSTALL_HOME)/.local/share/autotuned/models $(INSTALL_HOME)/.config/autotuned $(INSTALL_HOME)/.config/systemd/user
+	install -m644 models/*.onnx -t $(INSTALL_HOME)/.local/share/autotuned/models
+	install -m644 README.md -t $(INSTALL_HOME)/.local/share/autotuned
+	cp -r $(ORT_DIR) $(INSTALL_HOME)/.local/share/autotuned/
+	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || install -m644 $(CONFIG) $(INSTALL_HOME)/.config/autotuned/autotuned.toml
+	install -m644 systemd/autotuned.service systemd/autotuned@.service -t $(INSTALL_HOME)/.config/systemd/user
 
 clean:
 	cargo clean
