@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a private jackd, the daemon binary, a JACK test
 //! client that plays and records, an OSC client, ONNX Runtime, and an independent pitch meter.
+// Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
