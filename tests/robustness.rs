@@ -12,15 +12,6 @@ use rosc::OscType;
 /// Latency of the default 44.1 kHz model (its `latency_samples`).
 const MODEL_LATENCY: u32 = 222;
 
-/// The delay of a bypassed node: where the recording repeats the played signal exactly.
-fn bypass_delay(played: &[f32], recorded: &[f32]) -> usize {
-    let start = recorded.iter().position(|x| *x != 0.0).expect("silent output");
-    let window = &recorded[start..start + 8192];
-    let offset = played.windows(16).position(|w| w == &window[..16]).expect("output is not the input");
-    assert!(played[offset..offset + window.len()] == *window, "bypassed output differs from the input");
-    start - offset
-}
-
 #[test]
 fn any_period_corrects_and_reports_its_latency() {
     let _jack = jack_lock();

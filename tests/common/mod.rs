@@ -398,6 +398,21 @@ pub fn noise_like(len: usize) -> Vec<f32> {
     (0..len).map(|i| ((i * 7919 % 10007) as f32 / 10007.0 - 0.5) * 0.5).collect()
 }
 
+/// The delay of a bypassed node: where the recording repeats the played signal exactly over
+/// 2048 samples. An xrun on a loaded machine drops a cycle and breaks the copy there, so a few
+/// windows are tried; the bypass path itself never alters a sample.
+pub fn bypass_delay(played: &[f32], recorded: &[f32]) -> usize {
+    let first = recorded.iter().position(|x| *x != 0.0).expect("silent output");
+    for start in (first..recorded.len().saturating_sub(2048)).step_by(4096).take(8) {
+        let window = &recorded[start..start + 2048];
+        let Some(offset) = played.windows(16).position(|w| w == &window[..16]) else { continue };
+        if offset + window.len() <= played.len() && played[offset..offset + window.len()] == *window {
+            return start - offset;
+        }
+    }
+    panic!("no stretch of the bypassed output is an exact copy of the input");
+}
+
 /// One second of a sine at `freq` rounded to whole Hz, so it loops without a seam (a looping
 /// test client would otherwise put a phase jump, a glitch the model hears, every second).
 /// Returns the tone and the frequency it really has.
