@@ -103,17 +103,11 @@ struct RateLimit {
     per_second: f64,
     tokens: f64,
     last: Instant,
-    suppressed: u64,
 }
 
 impl RateLimit {
     fn new(per_second: u32) -> RateLimit {
-        RateLimit {
-            per_second: f64::from(per_second),
-            tokens: f64::from(per_second),
-            last: Instant::now(),
-            suppressed: 0,
-        }
+        RateLimit { per_second: f64::from(per_second), tokens: f64::from(per_second), last: Instant::now() }
     }
 
     fn allow(&mut self) -> bool {
@@ -125,7 +119,6 @@ impl RateLimit {
             self.tokens -= 1.0;
             true
         } else {
-            self.suppressed += 1;
             false
         }
     }
@@ -231,11 +224,6 @@ impl OscService {
             allow: settings.osc_allow(),
             models_dir: settings.model.dir.clone(),
         }
-    }
-
-    /// Error replies withheld by the rate limit so far.
-    pub fn suppressed_errors(&self) -> u64 {
-        self.errors.suppressed
     }
 
     /// Decodes and applies one datagram; returns the packets to send. A bundle's parameter
