@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use autotuned::control::{Controls, Status};
 use autotuned::model::Runtime;
@@ -37,6 +38,33 @@ fn processor(runtime: &Runtime, model: &Path) -> Processor {
     )
 }
 
+/// Median, p99 and max of one run per block, which criterion does not report.
+fn report_percentiles(label: &str, mut times: Vec<Duration>) {
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    println!(
+        "{label}: median {:.1} µs, p99 {:.1} µs, max {:.1} µs over {} blocks",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        times.len()
+    );
+}
+
+/// Runs `run` once per block, `blocks` times, after `idle` each time; returns each run's time.
+fn time_blocks(blocks: usize, idle: Duration, mut run: impl FnMut(usize)) -> Vec<Duration> {
+    (0..blocks)
+        .map(|block| {
+            if !idle.is_zero() {
+                std::thread::sleep(idle);
+            }
+            let began = Instant::now();
+            run(block);
+            began.elapsed()
+        })
+        .collect()
+}
+
 fn engine(c: &mut Criterion) {
     let runtime = autotuned::model::start_runtime(None).expect("ONNX Runtime (make ort)");
     let default_model = Path::new("models/autotune.onnx");
@@ -45,6 +73,18 @@ fn engine(c: &mut Criterion) {
 
     let (mut inference, _) = runtime.load(default_model, None).unwrap();
     let controls = ModelControls::default();
+    // `cargo test --all-targets` runs this file once as a smoke test: no percentile runs then.
+    if std::env::args().any(|arg| arg == "--bench") {
+        let mut run = |block: usize| {
+            let start = (block % 256) * BLOCK;
+            black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+        };
+        report_percentiles("ort_run/default_model", time_blocks(5000, Duration::ZERO, &mut run));
+        report_percentiles(
+            "ort_run/default_model_once_per_period",
+            time_blocks(500, Duration::from_micros(11_000), &mut run),
+        );
+    }
     let mut block = 0;
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {
@@ -58,12 +98,12 @@ fn engine(c: &mut Criterion) {
     let mut block = 0;
     c.bench_function("ort_run/default_model_once_per_period", |b| {
         b.iter_custom(|iterations| {
-            let mut spent = std::time::Duration::ZERO;
+            let mut spent = Duration::ZERO;
             for _ in 0..iterations {
-                std::thread::sleep(std::time::Duration::from_micros(11_000));
+                std::thread::sleep(Duration::from_micros(11_000));
                 let start = (block % 256) * BLOCK;
                 block += 1;
-                let began = std::time::Instant::now();
+                let began = Instant::now();
                 black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
                 spent += began.elapsed();
             }

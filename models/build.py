@@ -1,9 +1,22 @@
 """Builds models/autotune.onnx (44.1 kHz) and models/autotune-48k.onnx from reference.py.
 
-Every step below mirrors a step of `reference.Reference.process`; test_model.py checks that the
-two agree over a long streamed signal. The output is deterministic: same bytes on every run.
+Every step below computes what a step of `reference.Reference.process` computes; test_model.py
+checks that the two agree over a long streamed signal. The output is deterministic: same bytes on
+every run.
 
     python3 models/build.py            # writes both models next to this file
+
+The graph is laid out for ONNX Runtime's cost model, where every node costs ~0.35 us or more
+whatever its size (see models/README.md): YIN's correlation is one small Conv on a 4x decimated
+signal, and the per-block decisions (voicing, note choice, targets, the read-rate coefficients)
+are packed into a few lane-parallel stages instead of one node per scalar operation:
+
+  * a linear stage is a Gemm over [1, k] vectors of named lanes (`Lanes`), producing every affine
+    combination the next step needs;
+  * every condition is an AND of up to TERMS margins (> 0 when they hold), so one ReduceMin and
+    one Clip evaluate all of them as 0/1 weights;
+  * every if/else is a sum of (weight x value) products with exactly one weight of 1 per choice,
+    so one Mul evaluates all of them and the next Gemm adds them up.
 """
 
 import argparse
@@ -16,9 +29,16 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "1.1.0"
+VERSION = "2.0.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
+F = np.float32
+BIG = 1e30
+# Margin offsets that make "x >= t" and "x < t" exact complements under one strict comparison.
+BELOW_HALF = float(np.nextafter(F(0.5), F(0.0)))
+ABOVE_HALF = float(np.nextafter(F(0.5), F(1.0)))
+BELOW_NO_TARGET = float(np.nextafter(R.NO_TARGET, F(0.0)))
+ABOVE_MANUAL = float(np.nextafter(R.MANUAL_HZ, F(1.0)))
 
 
 class Graph:
@@ -39,14 +59,14 @@ class Graph:
     def ints(self, *values):
         return self.const(list(values), np.int64)
 
-    def op(self, op_type, *inputs, hint=None, **attrs):
-        out = self.name(hint or op_type.lower())
+    def op(self, op_type, *inputs, out=None, **attrs):
+        out = out or self.name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
-    def ops(self, op_type, inputs, count, **attrs):
-        outs = [self.name(op_type.lower()) for _ in range(count)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, **attrs))
+    def split(self, x, sizes, axis=1, outs=None):
+        outs = outs or [self.name("split") for _ in sizes]
+        self.nodes.append(helper.make_node("Split", [x, self.ints(*sizes)], outs, axis=axis))
         return outs
 
     def __getattr__(self, op_type):
@@ -55,194 +75,344 @@ class Graph:
     def slice(self, x, start, end, axis=1):
         return self.Slice(x, self.ints(start), self.ints(end), self.ints(axis))
 
-    def pick(self, x, index):
-        """x[:, index] for a [1, k] tensor, keeping the [1, 1] shape."""
-        return self.slice(x, index, index + 1)
-
     def f(self, value):
         return self.const(np.float32(value))
 
-    def where(self, cond, a, b, hint=None):
-        return self.op("Where", cond, a, b, hint=hint)
 
-    def clip(self, x, low, high):
-        return self.Clip(x, self.f(low), self.f(high))
+class Lanes:
+    """Named lanes of [1, k] tensors, and Gemm weights that combine them.
+
+    `linear(groups)` adds one Gemm per input tensor (chained through Gemm's C input; the first C is
+    the constant terms) and one Split: the outputs are the given groups of affine combinations, each
+    a dict lane name -> coefficient, "1" for a constant.
+    """
+
+    def __init__(self, g, pieces):
+        """pieces: (tensor name, [lane names]) for each input tensor."""
+        self.g, self.pieces = g, pieces
+
+    def linear(self, groups, outs=None):
+        columns = [col for _, cols in groups for col in cols]
+        y = self.g.const(np.array([[col.get("1", 0.0) for col in columns]], np.float32))
+        for tensor, lanes in self.pieces:
+            index = {name: i for i, name in enumerate(lanes)}
+            weights = np.zeros((len(lanes), len(columns)), np.float32)
+            for j, col in enumerate(columns):
+                for lane, coefficient in col.items():
+                    if lane in index:
+                        weights[index[lane], j] += coefficient
+            y = self.g.Gemm(tensor, self.g.const(weights), y)
+        known = {lane for _, lanes in self.pieces for lane in lanes} | {"1"}
+        unknown = {lane for col in columns for lane in col} - known
+        assert not unknown, f"unknown lanes {unknown}"
+        sizes = [len(cols) for _, cols in groups]
+        return self.g.split(y, sizes, outs=outs and [o or self.g.name("split") for o in outs])
+
+
+def plus(*exprs):
+    """Sum of affine combinations (dicts lane -> coefficient)."""
+    out = {}
+    for expr in exprs:
+        for lane, coefficient in expr.items():
+            out[lane] = out.get(lane, 0.0) + coefficient
+    return out
+
+
+TERMS = 4
+# Margins are scaled by a power of two (exact): a margin that is not 0 is at least ~1e-8 here (a
+# float ulp near its threshold), so the scaled one clips to exactly 0 or 1.
+SCALE = 2.0 ** 66
+
+
+def weight_columns(weights):
+    """TERMS groups of columns whose lane-wise minimum, clipped to [0, 1], is each product's weight.
+
+    A weight is a list of up to TERMS linear margins (1 when all are > 0, else 0), or a tuple of
+    linear expressions whose least value, clipped to [0, 1], is the weight (a continuous weight).
+    """
+    never_binding = {"1": BIG}
+    groups = [[] for _ in range(TERMS)]
+    for weight in weights:
+        if isinstance(weight, tuple):
+            terms = list(weight)
+        else:
+            terms = [{lane: SCALE * k for lane, k in term.items()} for term in weight]
+        terms = terms + [never_binding] * (TERMS - len(terms))
+        for group, term in zip(groups, terms):
+            group.append(term)
+    return groups
 
 
 def build(sample_rate):
     c = R.Constants(sample_rate)
     g = Graph()
-    N, H, K = R.BLOCK, R.HISTORY, c.tau_max
-    one, zero, half = g.f(1.0), g.f(0.0), g.f(0.5)
-    n = g.const(np.arange(N, dtype=np.float32).reshape(1, N))
-    n1 = g.const(np.arange(1, N + 1, dtype=np.float32).reshape(1, N))
-
-    def col(name):  # a [1, 1] state entry
-        return g.pick("state", name)
-
-    # Controls, clipped to what the reference accepts.
-    strength = g.clip("correction_strength", 0.0, 1.0)
-    tuning = g.clip("tuning_hz", 300.0, 600.0)
-    retune = g.clip("retune_ms", 0.0, 5000.0)
-    transpose = g.clip("transpose", -24.0, 24.0)
-    mask = "scale_mask"
+    N, H, BD, L = R.BLOCK, R.HISTORY, R.BLOCK_DEC, c.lags_dec
+    zero = g.f(0.0)
+    ln_sr = float(np.log(c.sr))
+    k12 = float(F(12.0) / R.LOG2)
 
     # 1. buf = [history | block]
-    buf = g.Concat("history", "audio_buffer", axis=1, hint="buf")
+    buf = g.Concat("history", "audio_buffer", axis=1)
+    g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
-    # 2. YIN: one grouped Conv gives the cross term and the lagged energy for lags tau_max..0.
-    seg = g.slice(buf, H - K, H + N)
-    seg2 = g.Mul(seg, seg)
-    conv_in = g.Unsqueeze(g.Concat(seg, seg2, axis=0), g.ints(0))           # [1, 2, K+N]
-    block = "audio_buffer"
-    kernels = g.Unsqueeze(g.Concat(block, g.const(np.ones((1, N), np.float32)), axis=0),
-                          g.ints(1))                                         # [2, 1, N]
-    conv = g.Conv(conv_in, kernels, group=2)                                 # [1, 2, K+1]
-    rev = g.Slice(conv, g.ints(K), g.ints(-K - 2), g.ints(2), g.ints(-1))    # lags 0..K
-    cross = g.Squeeze(g.slice(rev, 0, 1, axis=1), g.ints(1))                 # [1, K+1]
-    energy = g.Squeeze(g.slice(rev, 1, 2, axis=1), g.ints(1))
-    e0 = g.ReduceSum(g.Mul(block, block), g.ints(1), keepdims=1)             # [1, 1]
-    diff = g.Max(g.Sub(g.Add(e0, energy), g.Mul(g.f(2.0), cross)), zero)
-    diff = g.slice(diff, 1, K + 1)                                           # lags 1..K
-    taus = g.const(np.arange(1, K + 1, dtype=np.float32).reshape(1, K))
-    cmnd = g.Div(g.Mul(diff, taus), g.Max(g.CumSum(diff, g.const(1, np.int64)), g.f(1e-12)))
-    count = K - c.tau_min
-    left = g.slice(cmnd, c.tau_min - 2, K - 2)
-    mid = g.slice(cmnd, c.tau_min - 1, K - 1)
-    right = g.slice(cmnd, c.tau_min, K)
-    dip = g.And(g.And(g.Less(mid, left), g.LessOrEqual(mid, right)), g.Less(mid, g.f(R.YIN_THRESHOLD)))
-    rank = g.const((count - np.arange(count, dtype=np.float32)).reshape(1, count))
-    score = g.where(dip, rank, zero)
-    first = g.ArgMax(score, axis=1, keepdims=1)
-    has_dip = g.Greater(g.ReduceMax(score, axes=[1], keepdims=1), zero)
-    i = g.where(has_dip, first, g.ArgMin(mid, axis=1, keepdims=1))           # [1, 1] int64
-    a, b, r = (g.GatherElements(x, i, axis=1) for x in (left, mid, right))
-    den = g.Add(g.Sub(a, g.Mul(g.f(2.0), b)), r)
-    shift = g.clip(g.Div(g.Mul(half, g.Sub(a, r)), g.Max(den, g.f(1e-9))), -1.0, 1.0)
-    shift = g.where(g.Greater(den, g.f(1e-9)), shift, zero)
-    est = g.Add(g.Add(g.Cast(i, to=TensorProto.FLOAT), g.f(c.tau_min)), shift, hint="est")
+    # 2. YIN on the time-reversed, 4x decimated signal: a Conv output index is then a lag.
+    rev = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
+    dec = g.Conv(g.Reshape(rev, g.ints(1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
+                 strides=[R.DEC])                                                # [1, 1, dec_len]
+    blk = g.slice(dec, 0, BD, axis=2)
+    e0 = g.ReduceSumSquare(blk, axes=[1, 2], keepdims=0)                       # [1]
+    cross = g.Conv(dec, g.Mul(blk, g.f(-2.0)), e0)                             # e0 - 2 C(lag)
+    # lagged energy: a window sum of the squares = difference of their running sum BD apart
+    running = g.CumSum(g.Mul(dec, dec), g.const(2, np.int64))
+    window = np.zeros((1, 1, 2), np.float32)
+    window[0, 0] = [-1.0, 1.0]
+    energy = g.Conv(running, g.const(window), dilations=[BD], pads=[1, 0])
+    # floored: the running sum stays > 0 and every CMNDF finite, even on silence or DC
+    diff = g.Max(g.Add(cross, energy), g.f(R.DIFF_FLOOR))                       # [1, 1, L]
+    cmnd = g.Div(diff, g.Mul(g.CumSum(diff, g.const(2, np.int64)), g.const(c.inv_tau.reshape(1, 1, L))))
 
-    # voicing from aperiodicity and level
-    periodic = g.clip(g.Add(g.Div(g.Sub(g.f(R.VOICING_AP), b), g.f(R.VOICING_RAMP)), half), 0.0, 1.0)
-    level_db = g.Mul(g.f(10.0 / np.log(10.0)), g.Log(g.Add(g.Div(e0, g.f(N)), g.f(1e-12))))
-    loud = g.clip(g.Div(g.Sub(level_db, g.f(R.GATE_DB)), g.f(R.GATE_RANGE_DB)), 0.0, 1.0)
-    v_blk = g.Mul(periodic, loud, hint="voicing")
-    voiced = g.GreaterOrEqual(v_blk, half)
+    # the lag: CMNDF minimum under the octave cost (and out-of-range lags priced out)
+    cmnd = g.Reshape(cmnd, g.ints(1, L))
+    i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [1, 1] int64
+    aperiodicity = g.GatherElements(cmnd, i, axis=1)
 
-    # 3. period track: read-rate period and continuous head spacing (see the reference)
-    prev_est = col(R.S_EST)
-    log_ratio = g.Abs(g.Log(g.Div(est, g.Max(prev_est, g.f(1e-6)))))
-    agree = g.And(g.And(voiced, g.Greater(prev_est, zero)),
-                  g.Less(log_ratio, g.f(R.AGREE_CENTS / np.float32(1200.0) * R.LOG2)))
-    head_pos = g.Div(g.Sub(g.Add(n, g.f(0.5 + N / 2 - R.DMIN)), g.Mul(half, est)), g.f(N))
-    spacing_prev = g.where(g.Greater(col(R.S_SPACING), zero), col(R.S_SPACING), g.f(c.default_period))
-    trend = g.Add(prev_est, g.Mul(g.Sub(est, prev_est), head_pos))
-    step = g.Expand(g.where(voiced, est, spacing_prev), g.ints(1, N))
-    rate_period = g.where(agree, trend, step, hint="rate_period")
-    ramp = g.const((np.arange(1, N + 1, dtype=np.float32) / np.float32(N)).reshape(1, N))
-    period = g.Add(spacing_prev, g.Mul(g.Sub(g.slice(rate_period, N - 1, N), spacing_prev), ramp),
-                   hint="period")
+    # full-rate difference at REFINE_LAGS lags around 4 i; parabola through the smallest
+    lags = R.REFINE_LAGS
+    half_lags = lags // 2
+    rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
+    i4 = g.Mul(i, g.const(R.DEC, np.int64))
+    lagged = g.Reshape(g.GatherElements(buf, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(1, lags, N))
+    d = g.ReduceSumSquare(g.Sub(lagged, "audio_buffer"), axes=[2], keepdims=0)  # [1, lags]
+    inner = lags - 2
+    fit = np.zeros((lags, 3 * inner), np.float32)
+    for k in range(inner):
+        fit[k + 1, k] = 1.0                                       # d at the centre
+        fit[k, inner + k], fit[k + 2, inner + k] = 0.5, -0.5      # (a - r) / 2
+        fit[k:k + 3, 2 * inner + k] = [1.0, -2.0, 1.0]            # a - 2b + r
+    centre, num, den = g.split(g.Gemm(d, g.const(fit)), [inner] * 3)
+    k = g.ArgMin(centre, axis=1, keepdims=1)
+    shift = g.Clip(g.Div(num, g.Max(den, g.f(1e-9))), g.f(-1.0), g.f(1.0))
+    centres = np.arange(inner, dtype=F).reshape(1, inner) + F(1 - half_lags)   # lag of centre k minus 4 i
+    offset_shift = g.GatherElements(g.Add(shift, g.const(centres)), k, axis=1)
+    est = g.Add(g.Cast(i4, to=TensorProto.FLOAT), offset_shift)
 
-    # target note
-    ln2_12 = g.f(12.0 / np.log(2.0))
+    # 3-4. Per-block decisions. The pack: every scalar they read, clipped per lane; the first
+    # LOGGED lanes also go through one Log.
+    lo, hi = R.agree_bounds()
+    state_lanes = ["d0", "pe", "pv", "cn", "pt", "sp", "unfed"]
+    logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
+        (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
+    pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, -BIG, BIG) for lane in state_lanes] + [
+        ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG)] + [
+        (f"mask{k}", -BIG, BIG) for k in range(12)]
+    pack = g.Concat(g.Reshape(e0, g.ints(1, 1)), est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
+                    "correction_strength", "retune_ms", "transpose", "target_pitch", "scale_mask", axis=1)
+    bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
+    clipped = g.Min(g.Max(pack, g.const(bounds[:1])), g.const(bounds[1:]))
+    logs = g.Log(g.slice(clipped, 0, len(logged)))
+    lanes_a = Lanes(g, [(clipped, [lane[0] for lane in pack_lanes]),
+                        (logs, ["ln_" + lane[0].removesuffix("_l") for lane in logged])])
 
-    def midi(freq):
-        return g.Add(g.f(69.0), g.Mul(ln2_12, g.Log(g.Div(freq, tuning))))
+    # MIDI notes from the logs: m = 69 + 12/ln2 (ln f - ln tuning)
+    m_in = {"1": 69.0 + k12 * ln_sr, "ln_est": -k12, "ln_tun": -k12}
+    m_man_trn = {"1": 69.0, "ln_tpc": k12, "ln_tun": -k12, "trn": 1.0}
+    m_in_trn = dict(m_in, trn=1.0)
 
-    m_in = midi(g.Div(g.f(c.sr), est))
-    manual = g.Greater("target_pitch", zero)
-    any_allowed = g.Greater(g.ReduceSum(mask, g.ints(1), keepdims=1), half)
-    classes = g.const(np.arange(12, dtype=np.float32).reshape(1, 12))
-    twelve = g.f(12.0)
-    candidates = g.Add(classes, g.Mul(twelve, g.Round(g.Div(g.Sub(m_in, classes), twelve))))
-    dist = g.Add(g.Abs(g.Sub(m_in, candidates)), g.Mul(g.Sub(one, mask), g.f(1000.0)))
-    best = g.ArgMin(dist, axis=1, keepdims=1)
-    best_note, best_dist = g.GatherElements(candidates, best, axis=1), g.GatherElements(dist, best, axis=1)
-    current = col(R.S_NOTE)
-    current_class = g.Cast(g.Sub(current, g.Mul(twelve, g.Floor(g.Div(current, twelve)))),
-                           to=TensorProto.INT64)
-    current_allowed = g.Greater(g.GatherElements(mask, current_class, axis=1), half)
-    keep = g.And(g.And(g.Greater(current, zero), current_allowed),
-                 g.Less(g.Abs(g.Sub(m_in, current)), g.Add(best_dist, g.f(R.HYSTERESIS_ST))))
-    auto_note = g.where(keep, current, best_note)
-    update_note = g.And(g.And(voiced, g.Not(manual)), any_allowed)
-    note = g.where(update_note, auto_note, current, hint="note")
-    m_manual = midi(g.clip("target_pitch", 20.0, 5000.0))
-    m_voiced = g.where(any_allowed, note, m_in)
-    m_target = g.where(manual, g.Add(m_manual, transpose), g.where(voiced, g.Add(m_voiced, transpose), col(R.S_TARGET)))
+    # Conditions are ANDs of margins (> 0 when they hold); "not" pairs are exact complements.
+    # An if/else is a sum of (weight x value) products with exactly one weight of 1; a condition
+    # with "unvoiced" in it is written as (X) - (voiced and X), both ANDs.
+    ramps = [{"ap": -1.0 / float(R.VOICING_RAMP), "1": float(R.VOICING_AP / R.VOICING_RAMP + F(0.5))},
+             {"ln_e0": float(F(10.0) / F(np.log(10.0)) / R.GATE_RANGE_DB),
+              "1": float((-F(10.0) / F(np.log(10.0)) * F(np.log(BD)) - R.GATE_DB) / R.GATE_RANGE_DB)}]
+    voiced = [plus(ramp, {"1": -BELOW_HALF}) for ramp in ramps]  # both ramps >= 0.5
+    manual, auto = {"tp": 1.0, "1": -float(R.MANUAL_HZ)}, {"tp": -1.0, "1": ABOVE_MANUAL}
+    # a class is allowed at mask 1; "any allowed" is a mask sum above 0.5
+    allowed = dict({f"mask{k}": 1.0 for k in range(12)}, **{"1": -0.5})
+    none_allowed = dict({f"mask{k}": -1.0 for k in range(12)}, **{"1": ABOVE_HALF})
+    was_voiced = {"pv": 1.0, "1": -BELOW_HALF}
+    held, not_held = {"pt": 1.0, "1": -BELOW_NO_TARGET}, {"pt": -1.0, "1": float(R.NO_TARGET)}
+    spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
+    agree = voiced + [{"est": 1.0, "pe": -float(lo)}, {"pe": float(hi), "est": -1.0}]
+    update = voiced + [auto, allowed]
+    always, never = [], [{"1": -1.0}]
+    pt, one = {"pt": 1.0}, {"1": 1.0}
+    default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
+    edge = ({"sp_l": 1.0 / 4096.0},)  # the spacing, scaled into [0, 1]
 
-    # retune glide
-    v_prev = col(R.S_VOICING)
-    start = col(R.S_TARGET)
-    onset = g.And(voiced, g.Or(g.Less(v_prev, half), g.LessOrEqual(start, zero)))
-    start = g.where(onset, m_in, start)
-    start = g.where(g.LessOrEqual(start, zero), m_target, start)
-    glide_tau = g.Max(g.Mul(retune, g.f(c.sr / np.float32(3000.0))), g.f(1e-3))
-    glide = g.Exp(g.Div(g.Neg(n1), glide_tau))
-    m_smooth = g.Add(m_target, g.Mul(g.Sub(start, m_target), glide), hint="m_smooth")
+    early = [  # (name, weight, value): values from the first linear stage
+        ("man", [manual], m_man_trn),                      # target: manual
+        ("upd_trn", update, {"trn": 1.0}),                 # target: new note + transpose
+        ("upd_cn", update, {"cn": 1.0}),                   # note: replaced
+        ("v_noscale", voiced + [auto, none_allowed], m_in_trn),  # target: sung pitch
+        ("auto_pt", [auto], pt),                           # target: held (minus the voiced part)
+        ("v_auto_pt", voiced + [auto], pt),
+        ("v_m_in", voiced, m_in),                          # glide start: onset = voiced minus held on
+        ("v_kept_m_in", voiced + [was_voiced, held], m_in),
+        ("held_pt", [held], pt),                           # glide start: the held target
+        ("v_held_pt", voiced + [held], pt),
+        ("v_kept_pt", voiced + [was_voiced, held], pt),
+        ("none_man", [not_held, manual], m_man_trn),       # glide start: the new manual target
+        ("v_none_man", voiced + [not_held, manual], m_man_trn),
+        ("none_auto", [not_held, auto], pt),
+        ("v_none_auto", voiced + [not_held, auto], pt),
+        ("ag_ln_pe", agree, {"ln_pe": 1.0}),               # log rate period: trend between estimates
+        ("ag_slope", agree, {"ln_est": 1.0 / N, "ln_pe": -1.0 / N}),
+        ("ag_ln_est", agree, {"ln_est": 1.0}),
+        ("v_ln_est", voiced, {"ln_est": 1.0}),             # log rate period: this estimate
+        ("sp_ln", [spaced], {"ln_sp": 1.0}),               # log rate period unvoiced: last spacing
+        ("v_sp_ln", voiced + [spaced], {"ln_sp": 1.0}),
+        ("default_ln", [unspaced], ln_default),
+        ("v_default_ln", voiced + [unspaced], ln_default),
+        ("sp", [spaced], {"sp": 1.0}),                     # spacing at the block start
+        ("default", [unspaced], default),
+        ("v_est", voiced, {"est": 1.0}),                   # spacing at the block end: estimate
+        ("v_sp", voiced + [spaced], {"sp": 1.0}),
+        ("v_default", voiced + [unspaced], default),
+        ("man_report", [manual], one),                     # applied target reported
+        ("v", voiced, one),
+        ("v_man", voiced + [manual], one),
+        ("cn", always, {"cn": 1.0}),                       # note: kept unless replaced
+        ("ln_sr_tun", always, {"ln_tun": -1.0, "1": ln_sr}),
+        ("d0m", always, {"d0": 1.0, "1": -float(R.DMIN)}),
+        ("unfed", always, {"unfed": 1.0}),
+        ("str_pv", ({"str": 1.0},), {"pv": 1.0}),
+        ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
+        ("v_str", tuple(ramps), {"str": 1.0}),
+    ]
+    early = [(f"{name}_{i}", weight, value) for i, (name, weight, value) in enumerate(early)]
+    lane = {name.rsplit("_", 1)[0]: name for name, _, _ in early}
+    late = [("upd_note", update), ("ag_trend", agree), ("phi0", edge), ("inv_tau", always), ("detect", voiced),
+            ("phi0_round", edge), ("round1", never), ("round2", never)]
+    weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
-    # 4. read rate
-    v = g.Add(v_prev, g.Mul(g.Sub(v_blk, v_prev), ramp))
-    target_freq = g.Mul(tuning, g.Exp(g.Mul(g.Sub(m_smooth, g.f(69.0)), g.f(R.LOG2 / np.float32(12.0)))))
-    target_period = g.Div(g.f(c.sr), target_freq)
-    log_limit = float(np.float32(np.log(R.RHO_LIMIT)))
-    exponent = g.clip(g.Mul(g.Mul(strength, v), g.Log(g.Div(rate_period, target_period))), -log_limit, log_limit)
+    u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
+        ("u", [{lane_: k / 12.0 for lane_, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
+        ("ands", [col for group in weight_groups for col in group]),
+        ("num", [{"d0": 1.0, "1": -float(R.DMIN)}, {"1": 1e-3}, {"1": 30.0}]),
+        ("den", [{"sp_l": 1.0}, {"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
+        ("values", [value for _, _, value in early]),
+        ("cn", [{"cn": 1.0}]),
+        ("slope", [{"ln_est": 1.0 / N, "ln_pe": -1.0 / N}]),
+        ("lever", [{"1": float(F(0.5 + N / 2) - R.DMIN), "est": -0.5}]),
+    ])
 
-    # 5. two-head resampler, head delay in float64 (see the reference)
-    d0 = col(R.S_DELAY)
-    p0 = g.slice(period, 0, 1)
-    phi0 = g.clip(g.Div(g.Sub(d0, g.f(R.DMIN)), p0), 0.0, 1.0)
-    up = g.GreaterOrEqual(phi0, half)
-    edge_dist = g.where(up, g.Mul(g.Sub(one, phi0), p0), g.Mul(phi0, p0))
-    drift = g.Min(g.Mul(g.Mul(g.f(R.DRIFT_RATE), g.Sub(one, v_blk)), n1), edge_dist)
-    drift = g.where(up, drift, g.Neg(drift))
+    # every weight: the least of its terms, clipped to [0, 1]
+    count = len(early) + len(late)
+    weights = g.Clip(g.ReduceMin(g.Reshape(ands, g.ints(TERMS, count)), axes=[0], keepdims=1), zero, g.f(1.0))
 
-    def double(x):
-        return g.Cast(x, to=TensorProto.DOUBLE)
+    # auto note: the nearest allowed candidate, the current note kept within the hysteresis
+    r = g.Round(u)
+    candidates = g.Add(g.Mul(r, g.f(12.0)), g.const(np.arange(12, dtype=F).reshape(1, 12)))
+    bonus = g.Where(g.Equal(candidates, cn), g.Add("scale_mask", g.f(R.HYSTERESIS_ST / F(12.0))), "scale_mask")
+    best = g.ArgMin(g.Sub(g.Abs(g.Sub(r, u)), bonus), axis=1, keepdims=1)
+    auto_note = g.GatherElements(candidates, best, axis=1)
 
-    def d(value):
-        return g.const(np.float64(value), np.float64)
+    # head phase at the block start (clipped), 1/time constant and 1/estimate, all scaled into [0, 1]
+    ratios = g.Clip(g.Div(num, den), zero, g.f(1.0))
+    trend = g.Mul(slope, lever)
 
-    rho = g.Exp(double(exponent), hint="rho")
-    delay = g.Add(g.Add(double(d0), g.CumSum(g.Sub(d(1.0), rho), g.const(1, np.int64))), double(drift))
-    period_d = double(period)
-    wrapped = g.Sub(delay, d(R.DMIN))
-    delay = g.Add(d(R.DMIN), g.Sub(wrapped, g.Mul(period_d, g.Floor(g.Div(wrapped, period_d)))),
-                  hint="delay")
-    phi = g.Cast(g.Div(g.Sub(delay, d(R.DMIN)), period_d), to=TensorProto.FLOAT)
-    now = g.const((np.arange(N, dtype=np.float64) + H).reshape(1, N), np.float64)
+    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, g.Round(ratios), axis=1))
+    names = [name for name, _, _ in early] + [name for name, _ in late]
+    lanes_c = Lanes(g, [(products, names)])
 
-    def cubic(pos):
-        floor = g.Floor(pos)
-        t = g.Cast(g.Sub(pos, floor), to=TensorProto.FLOAT)
-        base = g.Cast(floor, to=TensorProto.INT64)
-        taps = g.Add(g.Unsqueeze(base, g.ints(2)), g.ints(-1, 0, 1, 2))
-        vals = g.Gather(g.Squeeze(buf, g.ints(0)), taps)                    # [1, N, 4]
-        y0, y1, y2, y3 = (g.Squeeze(v_, g.ints(2)) for v_ in g.ops("Split", [vals], 4, axis=2))
-        inner = g.Add(g.Sub(g.Add(g.Sub(g.Mul(g.f(2.0), y0), g.Mul(g.f(5.0), y1)),
-                                  g.Mul(g.f(4.0), y2)), y3),
-                      g.Mul(t, g.Sub(g.Add(g.Mul(g.f(3.0), g.Sub(y1, y2)), y3), y0)))
-        return g.Add(y1, g.Mul(g.Mul(half, t), g.Add(g.Sub(y2, y0), g.Mul(t, inner))))
+    def total(*names_, sign=1.0):
+        return {lane.get(n, n): sign for n in names_}
 
-    head1 = cubic(g.Sub(now, delay))
-    head2 = cubic(g.Sub(g.Sub(now, delay), period_d))
-    young = g.Sin(g.Mul(g.f(np.pi / 2), phi))
-    out = g.Add(g.Mul(young, head1), g.Mul(g.Sub(one, young), head2))
-    g.nodes.append(helper.make_node("Where", [g.Greater(col(R.S_UNFED), half), block, out],
-                                    ["corrected_audio"]))
+    def minus(*names_):
+        return total(*names_, sign=-1.0)
 
-    # outputs and state
-    g.nodes.append(helper.make_node("Identity", [v_blk], ["confidence"]))
-    g.nodes.append(helper.make_node("Where", [voiced, g.Div(g.f(c.sr), est), zero], ["detected_pitch"]))
-    g.nodes.append(helper.make_node("Where", [g.Or(voiced, manual), g.slice(target_freq, N - 1, N), zero],
-                                    ["applied_target_hz"]))
-    g.nodes.append(helper.make_node("Slice", [buf, g.ints(N), g.ints(N + H), g.ints(1)],
-                                    ["history_out"]))
-    last_delay = g.Cast(g.slice(delay, N - 1, N), to=TensorProto.FLOAT)
-    last = [g.slice(x, N - 1, N) for x in (m_smooth, period)]
-    g.nodes.append(helper.make_node(
-        "Concat", [last_delay, g.where(voiced, est, zero), v_blk, note, last[0], last[1], g.const(np.zeros((1, 1), np.float32))],
-        ["state_out"], axis=1))
+    def times(k, expr):
+        return {lane_: k * w for lane_, w in expr.items()}
+
+    log_rate = plus(total("ag_ln_pe", "ag_trend", "v_ln_est", "sp_ln", "default_ln"),
+                    minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
+    log_slope = total("ag_slope")
+    spacing = total("sp", "default")
+    spacing_change = plus(total("v_est"), minus("v_sp", "v_default"))   # voiced: estimate - spacing
+    m_target = plus(total("man", "upd_note", "upd_trn", "v_noscale", "auto_pt"), minus("v_auto_pt"))
+    start = plus(total("v_m_in", "held_pt", "v_kept_pt", "none_man", "none_auto"),
+                 minus("v_kept_m_in", "v_held_pt", "v_none_man", "v_none_auto"))
+    ln2_12 = float(R.LOG2 / F(12.0))
+    # log target period = A - nB glide(n), A at the end of the glide
+    ltp_a = plus(total("ln_sr_tun"), {"1": 69.0 * ln2_12}, times(-ln2_12, m_target))
+    ltp_nb = plus(times(ln2_12, start), times(-ln2_12, m_target))
+    drift = float(R.DRIFT_RATE)
+    to_edge = plus(times(4096.0, total("phi0_round")), times(-4096.0, total("phi0")))
+    now = {"1": float(F(H) - R.DMIN)}
+    basis_rows = {  # per-sample rows = [1, n, (n+1)/N, n+1] @ coefficients
+        "log_rate": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
+        "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
+        "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
+        "period": [spacing, {}, spacing_change, {}],
+        "low": [total("d0m"), {}, {}, {"1": 1.0 - drift, lane["voicing"]: drift}],
+        "high": [total("d0m"), {}, {}, {"1": 1.0 + drift, lane["voicing"]: -drift}],
+        "aim": [plus(total("d0m"), to_edge), {}, {}, {"1": 1.0}],
+        "now": [now, {"1": 1.0}, {}, {}],
+        "now_minus_period": [plus(now, times(-1.0, spacing)), {"1": 1.0}, times(-1.0, spacing_change), {}],
+    }
+    coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
+    keep = plus(one, minus("unfed"))
+    coef, nb, partial, _, _, log_freq_base, applied_weight, keep_model, unfed_weight = lanes_c.linear([
+        ("coefficients", coefficients),
+        ("ltp_nb", [ltp_nb]),
+        ("state", [{"1": float(R.DMIN)}, total("v_est"), total("voicing"),
+                   plus(total("upd_note", "cn"), minus("upd_cn")),
+                   plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
+                   plus(spacing, spacing_change), {}]),
+        ("detected", [{"detect": float(c.sr / F(30.0))}]),
+        ("confidence", [total("voicing")]),
+        ("log_freq", [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
+        ("applied", [plus(total("man_report", "v"), minus("v_man"))]),
+        ("keep", [keep] * 8),
+        ("unfed", [total("unfed")]),
+    ], outs=[None, None, None, "detected_pitch", "confidence", None, None, None, None])
+
+    # Per-sample work is laid out [rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
+    n = np.arange(N, dtype=F)
+    basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
+    log_rate_a, glide_arg, sv, period, low, high, aim, now_rows = g.split(
+        g.Gemm(g.Reshape(coef, g.ints(len(basis_rows), 4)), g.const(basis)), [1] * 7 + [2], axis=0)
+
+    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
+    glide_term = g.Mul(g.Exp(glide_arg), nb)
+    limit = float(F(np.log(R.RHO_LIMIT)))
+    rho = g.Exp(g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit)))
+
+    # 5. head delay, wrapped into one period: its phase phi in [0, 1)
+    wrapped = g.Sub(g.Min(g.Max(aim, low), high), g.CumSum(rho, g.const(1, np.int64)))
+    ratio = g.Div(wrapped, period)
+    phi = g.Sub(ratio, g.Floor(ratio))
+    delay = g.Mul(period, phi)                                                   # minus DMIN
+
+    # two heads one period apart (rows); one GatherElements reads all 4 Catmull-Rom taps of both
+    column = np.array([[0.0], [1.0]], np.float32)
+    # crossfade [young; old] = [1 - (1 - phi)^2; (1 - phi)^2] = M [1; phi; phi^2]
+    fade = np.array([[0.0, 2.0, -1.0], [1.0, -2.0, 1.0]], np.float32)
+    head_weights = g.Gemm(g.const(fade), g.Concat(g.const(np.ones((1, N), np.float32)), phi, g.Mul(phi, phi),
+                                                  axis=0))                                  # [2, N]
+    positions = g.Sub(now_rows, delay)                                                       # [2, N]
+    floor = g.Floor(positions)
+    t = g.Sub(positions, floor)
+    taps = g.Add(g.Cast(floor, to=TensorProto.INT64), g.const(np.arange(-1, 3).reshape(4, 1, 1), np.int64))
+    samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(1, 8 * N)), axis=1), g.ints(8, N))
+    wt = g.Mul(head_weights, t)
+    wt2 = g.Mul(wt, t)
+    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=0)                          # [8, N]
+    # row 2 tap + head of the weights = sum over powers p of CUBIC[p, tap] * powers[2 p + head]
+    tap_weights = g.Gemm(g.const(np.kron(R.CUBIC.T, np.eye(2, dtype=F))), powers)
+    # the column sum, or (unfed state: a caller that does not stream state back) the input itself
+    g.Gemm(keep_model, g.Mul(samples, tap_weights), g.Mul("audio_buffer", unfed_weight), out="corrected_audio")
+
+    # state and reported pitch: the last sample's values enter through Gemms with one-hot rows
+    def last_row(lane_):
+        rows = np.zeros((N, R.STATE_LEN), np.float32)
+        rows[N - 1, lane_] = 1.0
+        return rows
+
+    with_delay = g.Gemm(delay, g.const(last_row(R.S_DELAY)), partial)
+    g.Gemm(glide_term, g.const(k12 * last_row(R.S_TARGET)), with_delay, out="state_out")
+    log_freq = g.Gemm(glide_term, g.const(last_row(0)[:, :1]), log_freq_base)
+    g.Mul(applied_weight, g.Exp(log_freq), out="applied_target_hz")
 
     f32 = TensorProto.FLOAT
     inputs = [
@@ -267,12 +437,12 @@ def build(sample_rate):
     # Defaults for everything past the base contract, so a caller that feeds only the base inputs
     # still runs. ONNX Runtime lists these as overridable initializers, not inputs; autotuned reads
     # both lists.
-    unfed = np.zeros((1, R.STATE_LEN), np.float32)
-    unfed[0, R.S_UNFED] = 1.0
+    unfed_state = np.zeros((1, R.STATE_LEN), np.float32)
+    unfed_state[0, R.S_UNFED] = 1.0
     defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "history": np.zeros((1, H), np.float32),
-                "state": unfed}
+                "state": unfed_state}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

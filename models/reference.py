@@ -6,9 +6,10 @@ All arithmetic is float32 so the graph can be checked against this sample by sam
 
 Algorithm (see models/README.md for the why):
   1. buf = [history | block]
-  2. YIN on the block against the past: cumulative-mean-normalised difference, first dip under
-     YIN_THRESHOLD else the global minimum, parabolic refinement; voicing from aperiodicity and level
-  3. per-sample period track P(n): linear trend between consecutive estimates that agree
+  2. YIN on the block against the past, on the signal decimated 4x: cumulative-mean-normalised
+     difference, its minimum under an octave cost; then the full-rate difference around that lag
+     and a parabola through its minimum; voicing from aperiodicity and level
+  3. per-sample log period track: log-linear trend between consecutive estimates that agree
   4. read rate rho(n) = (P(n) / P_target(n)) ** (strength * voicing(n))
   5. pitch-synchronous two-head resampler, heads one period apart, crossfaded by head phase
 """
@@ -20,7 +21,23 @@ D = np.float64
 
 BLOCK = 512
 HISTORY = 2048
-YIN_THRESHOLD = F(0.15)
+# YIN searches lags on the signal decimated by DEC (DEC_TAPS-tap low-pass at DEC_CUTOFF_HZ), then
+# refines at the full rate over REFINE_LAGS lags centred on DEC times the decimated lag.
+DEC = 4
+DEC_TAPS = 16
+DEC_CUTOFF_HZ = 4500.0
+BLOCK_DEC = BLOCK // DEC
+REFINE_LAGS = 7
+# Cost of each octave of lag added to the CMNDF before its minimum is taken.
+OCTAVE_COST = 0.05
+# Floor of the difference function: keeps every CMNDF finite, even on silence or DC.
+DIFF_FLOOR = F(1e-20)
+OUT_OF_RANGE = 1e30
+RETUNE_FLOOR_SAMPLES = 1e-3
+# target_pitch above this many Hz is a manual target; 0 (or anything below) is auto mode.
+MANUAL_HZ = F(0.5)
+# A held target below this (MIDI) is "none".
+NO_TARGET = F(1e-3)
 # Aperiodicity (CMNDF at the chosen lag) at which voicing is 0.5; the ramp is VOICING_RAMP wide.
 VOICING_AP = F(0.35)
 VOICING_RAMP = F(0.15)
@@ -54,68 +71,106 @@ class Constants:
         # The period assumed before any voice was heard; the model's nominal delay follows from it.
         self.default_period = F(round(sample_rate / 200.0))
         self.latency_samples = int(DMIN + self.default_period)
+        # Decimated YIN: lags 0 .. lags_dec-1 at sample_rate / DEC.
+        self.tau_min_dec = self.tau_min // DEC
+        self.lags_dec = self.tau_max // DEC + 2
+        self.dec_len = self.lags_dec + BLOCK_DEC - 1
+        self.rev_len = DEC * (self.dec_len - 1) + DEC_TAPS
+        self.fir = decimator(sample_rate)
+        self.inv_tau = (1.0 / np.maximum(np.arange(self.lags_dec, dtype=D), 1.0)).astype(F)
+        lags = np.arange(self.lags_dec, dtype=D)
+        self.lag_cost = np.where((lags < self.tau_min_dec) | (lags > self.lags_dec - 2), OUT_OF_RANGE,
+                                 OCTAVE_COST * np.log2(np.maximum(lags, 1.0))).astype(F)
+        # Retune 0 ms still glides over RETUNE_FLOOR_SAMPLES: a finite time constant, no division by 0.
+        self.retune_floor_ms = F(RETUNE_FLOOR_SAMPLES * 3000.0 / sample_rate)
+
+
+def agree_bounds():
+    """Ratios of consecutive period estimates that count as one note (AGREE_CENTS either way)."""
+    half_width = AGREE_CENTS / F(1200.0) * LOG2
+    return F(np.exp(-half_width)), F(np.exp(half_width))
+
+
+def decimator(sample_rate):
+    """Low-pass FIR for the 4x decimation before YIN: Hann-windowed sinc, unity gain at DC."""
+    n = np.arange(DEC_TAPS, dtype=D) - (DEC_TAPS - 1) / 2.0
+    cutoff = DEC_CUTOFF_HZ / sample_rate
+    h = 2.0 * cutoff * np.sinc(2.0 * cutoff * n) * np.hanning(DEC_TAPS + 2)[1:-1]
+    return (h / h.sum()).astype(F)
 
 
 def yin(buf, c):
-    """Period estimate (samples), aperiodicity and block energy of the newest BLOCK samples of buf."""
-    block = buf[HISTORY:]
-    seg = buf[HISTORY - c.tau_max:]
-    lags = np.arange(c.tau_max + 1)
-    # Cross term and lagged energy, lag 0..tau_max, the way the graph's grouped Conv computes them.
-    cross = np.array([np.dot(block, seg[c.tau_max - t:c.tau_max - t + BLOCK]) for t in lags], F)
-    seg2 = seg * seg
-    energy = np.array([np.sum(seg2[c.tau_max - t:c.tau_max - t + BLOCK], dtype=F) for t in lags], F)
-    e0 = np.sum(block * block, dtype=F)
-    diff = np.maximum(e0 + energy - F(2.0) * cross, F(0.0))[1:]
-    taus = np.arange(1, c.tau_max + 1, dtype=F)
-    cmnd = diff * taus / np.maximum(np.cumsum(diff, dtype=F), F(1e-12))
+    """Period estimate (samples), aperiodicity and decimated block energy of the newest BLOCK samples.
 
-    left = cmnd[c.tau_min - 2:c.tau_max - 2]
-    mid = cmnd[c.tau_min - 1:c.tau_max - 1]
-    right = cmnd[c.tau_min:c.tau_max]
-    dip = (mid < left) & (mid <= right) & (mid < YIN_THRESHOLD)
-    count = mid.shape[0]
-    score = np.where(dip, F(count) - np.arange(count, dtype=F), F(0.0))
-    first = int(np.argmax(score))
-    i = first if score[first] > 0 else int(np.argmin(mid))
-    a, b, r = left[i], mid[i], right[i]
-    den = a - F(2.0) * b + r
-    shift = np.clip(F(0.5) * (a - r) / np.maximum(den, F(1e-9)), F(-1.0), F(1.0))
-    shift = shift if den > F(1e-9) else F(0.0)
-    period = F(c.tau_min + i) + F(shift)
-    return F(period), F(b), e0
+    The lag search runs on a 4x decimated signal, where the whole difference function is one small
+    correlation; the chosen lag is then refined at the full rate over REFINE_LAGS lags around it.
+    """
+    # Time-reversed, so a correlation output index is a lag and the block comes first.
+    rev = buf[::-1][:c.rev_len]
+    dec = np.array([np.dot(c.fir, rev[DEC * m:DEC * m + DEC_TAPS]) for m in range(c.dec_len)], F)
+    blk = dec[:BLOCK_DEC]
+    lags = np.arange(c.lags_dec)
+    cross = np.array([np.dot(blk, dec[t:t + BLOCK_DEC]) for t in lags], F)
+    energy = np.array([np.sum(dec[t:t + BLOCK_DEC] ** 2, dtype=F) for t in lags], F)
+    e0 = np.sum(blk * blk, dtype=F)
+    diff = np.maximum(energy + e0 - F(2.0) * cross, DIFF_FLOOR)
+    cmnd = diff / (np.cumsum(diff, dtype=F) * c.inv_tau)
+
+    # The lag: the CMNDF minimum under an octave cost (each octave down costs OCTAVE_COST), which
+    # picks the fundamental over its subharmonics the way YIN's first-dip rule does.
+    i = int(np.argmin(cmnd + c.lag_cost))
+    aperiodicity = cmnd[i]
+
+    # full-rate difference at lags around DEC * lag, then a parabola through the smallest
+    coarse = DEC * i
+    block = buf[HISTORY:]
+    half = REFINE_LAGS // 2
+    d = np.array([np.sum((block - buf[HISTORY - tau:HISTORY - tau + BLOCK]) ** 2, dtype=F)
+                  for tau in range(coarse - half, coarse + half + 1)], F)
+    k = 1 + int(np.argmin(d[1:-1]))
+    a, b, r = d[k - 1], d[k], d[k + 1]
+    num, den = F(0.5) * (a - r), a - F(2.0) * b + r
+    shift = np.clip(num / np.maximum(den, F(1e-9)), F(-1.0), F(1.0))
+    period = F(coarse - half + k) + shift
+    return F(period), F(aperiodicity), e0
 
 
 def voicing(aperiodicity, e0):
+    """Voicing in [0, 1]: the lesser of periodicity and level, so "voiced" (>= 0.5) needs both."""
     periodic = np.clip((VOICING_AP - aperiodicity) / VOICING_RAMP + F(0.5), F(0.0), F(1.0))
-    level_db = F(10.0) / F(np.log(10.0)) * np.log(e0 / F(BLOCK) + F(1e-12))
+    level_db = F(10.0) / F(np.log(10.0)) * np.log(np.maximum(e0, F(1e-12 * BLOCK_DEC)) / F(BLOCK_DEC))
     loud = np.clip((level_db - GATE_DB) / GATE_RANGE_DB, F(0.0), F(1.0))
-    return F(periodic * loud)
+    return F(min(periodic, loud))
 
 
-def midi_note(freq, tuning):
-    return F(69.0) + F(12.0) * np.log(freq / tuning) / LOG2
+def note_choice(m_in, mask, current):
+    """The allowed note nearest to m_in; the current note wins unless another is HYSTERESIS_ST closer.
 
-
-def nearest_allowed(m_in, mask, current):
-    """Nearest note whose pitch class is allowed, keeping `current` within the hysteresis."""
+    Candidates are the nearest note of each pitch class. Distances are in octaves (at most 0.5), so
+    subtracting the mask (1 = allowed) puts every allowed class before every other one.
+    """
     classes = np.arange(12, dtype=F)
-    candidates = classes + F(12.0) * np.round((m_in - classes) / F(12.0))
-    dist = np.abs(m_in - candidates) + (F(1.0) - mask) * F(1000.0)
-    best = int(np.argmin(dist))
-    current_class = int(current - F(12.0) * np.floor(current / F(12.0)))
-    keep = (current > 0) and mask[current_class] > 0.5 and np.abs(m_in - current) < dist[best] + HYSTERESIS_ST
-    return current if keep else candidates[best]
+    u = (m_in - classes) / F(12.0)
+    r = np.round(u)
+    candidates = F(12.0) * r + classes
+    bonus = np.where(candidates == current, mask + HYSTERESIS_ST / F(12.0), mask)
+    return candidates[int(np.argmin(np.abs(r - u) - bonus))]
 
 
-def cubic(buf, pos):
-    """Catmull-Rom interpolation of buf at fractional float64 positions pos."""
-    i = np.floor(pos)
-    t = (pos - i).astype(F)
-    i = i.astype(np.int64)
-    y0, y1, y2, y3 = buf[i - 1], buf[i], buf[i + 1], buf[i + 2]
-    return y1 + F(0.5) * t * (y2 - y0 + t * (F(2.0) * y0 - F(5.0) * y1 + F(4.0) * y2 - y3
-                                          + t * (F(3.0) * (y1 - y2) + y3 - y0)))
+# Catmull-Rom weights of taps -1, 0, 1, 2 as a polynomial in the fraction t: [1, t, t^2, t^3] @ CUBIC.
+CUBIC = np.array([[0.0, 1.0, 0.0, 0.0],
+                  [-0.5, 0.0, 0.5, 0.0],
+                  [1.0, -2.5, 2.0, -0.5],
+                  [-0.5, 1.5, -1.5, 0.5]], F)
+
+
+def two_heads(buf, pos, weight):
+    """Sum over heads of weight * Catmull-Rom interpolation of buf at positions pos, both [BLOCK, 2]."""
+    floor = np.floor(pos)
+    t = pos - floor
+    taps = floor.astype(np.int64)[:, :, None] + np.arange(-1, 3)
+    powers = np.stack([weight, weight * t, weight * t * t, weight * t * t * t], axis=2)
+    return np.sum(buf[taps] * (powers @ CUBIC), axis=(1, 2), dtype=F)
 
 
 class Reference:
@@ -134,88 +189,95 @@ class Reference:
         target_pitch, strength = F(target_pitch), np.clip(F(strength), F(0.0), F(1.0))
         tuning = np.clip(F(tuning_hz), F(300.0), F(600.0))
         semitones = np.clip(F(transpose), F(-24.0), F(24.0))
-        retune = np.clip(F(retune_ms), F(0.0), F(5000.0))
+        retune = np.clip(F(retune_ms), c.retune_floor_ms, F(5000.0))
         s = self.state
         n = np.arange(BLOCK, dtype=F)
+        ramp = (n + F(1.0)) / F(BLOCK)
         buf = np.concatenate([self.history, np.asarray(block, F)])
+        ln_sr = np.log(c.sr)
 
         # 2. pitch and voicing of this block
         est, aperiodicity, e0 = yin(buf, c)
         v_blk = voicing(aperiodicity, e0)
         voiced = v_blk >= F(0.5)
 
-        # 3. period track. The read rate uses the period where the heads read: a trend between
-        # agreeing estimates, else this block's estimate. The head spacing glides continuously
-        # from the last block's end to this block's end, so even a note change has no seam.
+        # 3. period track, in log period. The read rate uses the period where the heads read: a
+        # log-linear trend between agreeing estimates (within AGREE_CENTS), else this block's
+        # estimate. The head spacing glides linearly from the last block's end to this block's
+        # estimate, so even a note change has no seam.
         prev_est = s[S_EST]
-        agree = voiced and prev_est > 0 and \
-            np.abs(np.log(est / max(prev_est, F(1e-6)))) < AGREE_CENTS / F(1200.0) * LOG2
-        head_pos = (n + F(0.5) + F(BLOCK / 2) - DMIN - F(0.5) * est) / F(BLOCK)
-        spacing_prev = s[S_SPACING] if s[S_SPACING] > 0 else c.default_period
+        lo, hi = agree_bounds()
+        agree = voiced and est - prev_est * lo > 0 and prev_est * hi - est > 0
+        spaced = s[S_SPACING] > F(0.5)
+        spacing_prev = s[S_SPACING] if spaced else c.default_period
+        ln_spacing = np.log(max(s[S_SPACING], F(1.0))) if spaced else np.log(c.default_period)
+        ln_est, ln_prev = np.log(est), np.log(max(prev_est, F(1e-6)))
         if agree:
-            rate_period = prev_est + (est - prev_est) * head_pos
+            slope = (ln_est - ln_prev) / F(BLOCK)
+            offset = ln_prev + slope * (F(0.5 + BLOCK / 2) - DMIN - F(0.5) * est)
         else:
-            rate_period = np.full(BLOCK, est if voiced else spacing_prev, F)
-        ramp = (n + F(1.0)) / F(BLOCK)
-        period = spacing_prev + (rate_period[-1] - spacing_prev) * ramp
+            slope, offset = F(0.0), (ln_est if voiced else ln_spacing)
+        log_rate_period = offset + slope * n
+        period = spacing_prev + ((est if voiced else spacing_prev) - spacing_prev) * ramp
 
         # target note (MIDI, fractional): manual Hz, else nearest allowed note, else the input
-        m_in = midi_note(c.sr / est, tuning)
-        manual = target_pitch > 0
-        any_allowed = np.sum(mask) > F(0.5)
+        ln_tuning = np.log(tuning)
+        m_in = F(69.0) + F(12.0) / LOG2 * (ln_sr - np.log(est) - ln_tuning)
+        manual = target_pitch > MANUAL_HZ
+        any_allowed = np.max(mask) > F(0.5)
         note = s[S_NOTE]
         if voiced and not manual and any_allowed:
-            note = nearest_allowed(m_in, mask, s[S_NOTE])
+            note = note_choice(m_in, mask, s[S_NOTE])
         # transpose shifts every new target; a held target already carries it
         if manual:
-            m_target = midi_note(np.clip(target_pitch, F(20.0), F(5000.0)), tuning) + semitones
+            m_target = F(69.0) + F(12.0) / LOG2 * (np.log(np.clip(target_pitch, F(20.0), F(5000.0))) - ln_tuning)
+            m_target += semitones
         elif voiced:
             m_target = (note if any_allowed else m_in) + semitones
         else:
             m_target = s[S_TARGET]
 
         # retune: exponential glide of the target; a note onset glides in from the sung pitch
-        start = s[S_TARGET]
-        if voiced and (s[S_VOICING] < F(0.5) or start <= 0):
+        held = s[S_TARGET] >= NO_TARGET
+        if voiced and (s[S_VOICING] < F(0.5) or not held):
             start = m_in
-        if start <= 0:
-            start = m_target
-        glide = np.exp(-(n + F(1.0)) / np.maximum(retune * c.sr / F(3000.0), F(1e-3)))
+        else:
+            start = s[S_TARGET] if held else m_target
+        time_constant = retune * c.sr / F(3000.0)
+        glide = np.exp(-(n + F(1.0)) / time_constant)
         m_smooth = m_target + (start - m_target) * glide
 
-        # 4. read rate
+        # 4. read rate, in the log domain: ln(rate period / target period)
         v = s[S_VOICING] + (v_blk - s[S_VOICING]) * ramp
-        target_period = c.sr / (tuning * np.exp((m_smooth - F(69.0)) / F(12.0) * LOG2))
+        log_target_period = ln_sr - ln_tuning - (m_smooth - F(69.0)) * (LOG2 / F(12.0))
         log_limit = F(np.log(RHO_LIMIT))
-        exponent = np.clip(strength * v * np.log(rate_period / target_period), -log_limit, log_limit)
+        exponent = np.clip(strength * v * (log_rate_period - log_target_period), -log_limit, log_limit)
 
-        # 5. two-head resampler; unvoiced, the head drifts to the nearest crossfade edge.
-        # The head delay integrates over the whole stream, so it is kept in float64: float32
-        # rounding of exp() would make it random-walk away from any other implementation.
-        d0 = s[S_DELAY]
-        phi0 = np.clip((d0 - DMIN) / period[0], F(0.0), F(1.0))
-        up = phi0 >= F(0.5)
-        edge_dist = (F(1.0) - phi0) * period[0] if up else phi0 * period[0]
-        drift = np.minimum(DRIFT_RATE * (F(1.0) - v_blk) * (n + F(1.0)), edge_dist)
-        drift = drift if up else -drift
-        rho = np.exp(exponent.astype(D))
-        delay = D(d0) + np.cumsum(D(1.0) - rho) + drift.astype(D)
-        period_d = period.astype(D)
-        wrapped = delay - D(DMIN)
-        delay = D(DMIN) + wrapped - period_d * np.floor(wrapped / period_d)
-        phi = ((delay - D(DMIN)) / period_d).astype(F)
-        # The younger head's weight rises faster than linearly: the mix leans to the newer audio,
-        # which lowers the mean delay from 2 + P to 2 + 0.86 P; both weights still meet 0 and 1
-        # exactly at the splice, where the heads are a period apart and in phase.
-        young = np.sin(F(np.pi / 2) * phi)
-        now = D(HISTORY) + n.astype(D)
-        out = young * cubic(buf, now - delay) + (F(1.0) - young) * cubic(buf, now - delay - period_d)
+        # 5. two-head resampler; unvoiced, the head drifts to the nearest crossfade edge (phase 0 or
+        # 1: a single head, a pure delay) and stays there.
+        spacing = np.maximum(s[S_SPACING], F(1.0))
+        phi0 = np.clip((s[S_DELAY] - DMIN) / spacing, F(0.0), F(1.0))
+        to_edge = (np.round(phi0) - phi0) * spacing
+        # The head delay integrates 1 - rho: delay(n) = d0 + (n + 1) - cumsum(rho) + drift(n).
+        reach = DRIFT_RATE * (F(1.0) - v_blk) * (n + F(1.0))
+        base = (s[S_DELAY] - DMIN) + (n + F(1.0))
+        rho = np.exp(exponent)
+        wrapped = np.minimum(np.maximum(base + to_edge, base - reach), base + reach) - np.cumsum(rho, dtype=F)
+        ratio = wrapped / period
+        phi = ratio - np.floor(ratio)
+        # The younger head's weight rises faster than linearly, y = 1 - (1 - phi)^2: the mix leans
+        # to the newer audio, which lowers the mean delay from 2 + P to 2 + 5/6 P; both weights
+        # still meet 0 and 1 exactly at the splice, where the heads are a period apart and in phase.
+        young = F(1.0) - (F(1.0) - phi) ** 2
+        pos = (F(HISTORY) - DMIN + n)[:, None] - period[:, None] * (phi[:, None] + np.array([0.0, 1.0], F))
+        out = two_heads(buf, pos, np.stack([young, F(1.0) - young], axis=1))
 
         if s[S_UNFED] > F(0.5):
             out = np.asarray(block, F)
         self.history = buf[BLOCK:].copy()
-        self.state = np.array([F(delay[-1]), est if voiced else F(0.0), v_blk, note, m_smooth[-1],
+        delay_last = F(HISTORY + BLOCK - 1) - pos[-1, 0]
+        self.state = np.array([delay_last, est if voiced else F(0.0), v_blk, note, m_smooth[-1],
                                period[-1], F(0.0)], F)
         detected = c.sr / est if voiced else F(0.0)
-        applied = tuning * np.exp((m_smooth[-1] - F(69.0)) / F(12.0) * LOG2) if voiced or manual else F(0.0)
+        applied = np.exp(ln_sr - log_target_period[-1]) if voiced or manual else F(0.0)
         return out.astype(F), F(v_blk), F(detected), F(applied)

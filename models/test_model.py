@@ -15,9 +15,15 @@ import build  # noqa: E402
 import quality  # noqa: E402
 import stream  # noqa: E402
 import voices  # noqa: E402
+import reference as R  # noqa: E402
 from reference import BLOCK, Reference  # noqa: E402
 
 RATES = list(build.MODELS.values())
+# Per state lane. The head delay integrates the read rate over the block in float32, where the two
+# implementations' rounding differs by up to ~0.015 samples at a read rate of 2.4 (a manual target
+# far above the voice): 0.05 samples is 1 microsecond at 44.1 kHz.
+STATE_TOLERANCE = np.full(R.STATE_LEN, 1e-2, np.float32)
+STATE_TOLERANCE[R.S_DELAY] = 0.05
 
 
 def path_for(rate):
@@ -77,7 +83,7 @@ def test_graph_matches_reference(rate, controls):
         assert abs(got["confidence"][0, 0] - confidence) <= 1e-3
         assert abs(got["detected_pitch"][0, 0] - detected) <= 1e-2
         assert abs(got["applied_target_hz"][0, 0] - applied) <= 1e-2
-        assert np.abs(got["state_out"][0] - ref.state).max() <= 1e-2
+        assert np.all(np.abs(got["state_out"][0] - ref.state) <= STATE_TOLERANCE)
     assert worst <= 1e-3, f"max abs diff {worst}"
 
     free, _, _ = stream.run(sess, signal, **controls)
