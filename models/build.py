@@ -151,8 +151,9 @@ def build(sample_rate):
     ln_sr = float(np.log(c.sr))
     k12 = float(F(12.0) / R.LOG2)
 
-    # 1. buf = [history | block]
-    buf = g.Concat("history", "audio_buffer", axis=1)
+    # 1. buf = [history | block], the block clipped so that every sum below stays finite
+    block = g.Clip("audio_buffer", g.f(-R.AUDIO_LIMIT), g.f(R.AUDIO_LIMIT))
+    buf = g.Concat("history", block, axis=1)
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
     # 2. YIN on the time-reversed, 4x decimated signal: a Conv output index is then a lag.
@@ -182,7 +183,7 @@ def build(sample_rate):
     rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
     lagged = g.Reshape(g.GatherElements(buf, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(1, lags, N))
-    d = g.ReduceSumSquare(g.Sub(lagged, "audio_buffer"), axes=[2], keepdims=0)  # [1, lags]
+    d = g.ReduceSumSquare(g.Sub(lagged, block), axes=[2], keepdims=0)          # [1, lags]
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):

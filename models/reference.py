@@ -21,6 +21,8 @@ D = np.float64
 
 BLOCK = 512
 HISTORY = 2048
+# Input samples are clipped to this magnitude: any finite input then keeps every energy sum finite.
+AUDIO_LIMIT = F(1e4)
 # YIN searches lags on the signal decimated by DEC (DEC_TAPS-tap low-pass at DEC_CUTOFF_HZ), then
 # refines at the full rate over REFINE_LAGS lags centred on DEC times the decimated lag.
 DEC = 4
@@ -193,7 +195,7 @@ class Reference:
         s = self.state
         n = np.arange(BLOCK, dtype=F)
         ramp = (n + F(1.0)) / F(BLOCK)
-        buf = np.concatenate([self.history, np.asarray(block, F)])
+        buf = np.concatenate([self.history, np.clip(np.asarray(block, F), -AUDIO_LIMIT, AUDIO_LIMIT)])
         ln_sr = np.log(c.sr)
 
         # 2. pitch and voicing of this block

@@ -140,3 +140,17 @@ def test_unvoiced_noise_is_not_pitch_shifted_or_combed(rate):
     latency = int(meta["latency_samples"])
     a, b = noise[: len(out) - latency], out[latency:]
     assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_any_finite_input_gives_finite_output(rate):
+    """Huge but finite samples (a broken upstream plug-in) must not overflow the graph's sums."""
+    sess = stream.session(path_for(rate))
+    rng = np.random.default_rng(5)
+    big = np.finfo(np.float32).max
+    blocks = [np.full(BLOCK, 1e30), rng.standard_normal(BLOCK) * 1e19, np.full(BLOCK, -big),
+              np.where(rng.random(BLOCK) < 0.5, big, -big), np.full(BLOCK, 1e-40)]
+    signal = np.concatenate([voices.render(voices.steady(220.0, 0.3, rate), rate)[:4 * BLOCK]] + blocks
+                            + [voices.render(voices.steady(220.0, 0.3, rate), rate)[:4 * BLOCK]]).astype(np.float32)
+    out, confidence, pitch = stream.run(sess, signal)
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(confidence)) and np.all(np.isfinite(pitch))

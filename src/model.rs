@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
+use ort::logging::LogLevel;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
@@ -239,6 +240,9 @@ impl Runtime {
 
 fn build_session(environment: &Environment, bytes: &[u8]) -> ort::Result<Session> {
     Session::builder(environment)?
+        // A kernel that fails inside `Run` would otherwise be logged from the JACK thread; its
+        // status is returned either way and counted as a model fault.
+        .with_log_level(LogLevel::Fatal)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(1)?
         .with_inter_threads(1)?
