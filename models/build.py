@@ -280,14 +280,12 @@ def build(sample_rate):
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
     ]
-    early = [(f"{name}_{i}", weight, value) for i, (name, weight, value) in enumerate(early)]
-    lane = {name.rsplit("_", 1)[0]: name for name, _, _ in early}
     late = [("upd_note", update), ("ag_trend", agree), ("phi0", edge), ("inv_tau", always), ("detect", voiced),
             ("phi0_round", edge), ("round1", never), ("round2", never)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
     u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
-        ("u", [{lane_: k / 12.0 for lane_, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
+        ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
         ("ands", [col for group in weight_groups for col in group]),
         ("num", [{"d0": 1.0, "1": -float(R.DMIN)}, {"1": 1e-3}, {"1": 30.0}]),
         ("den", [{"sp_l": 1.0}, {"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
@@ -314,16 +312,17 @@ def build(sample_rate):
 
     products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, g.Round(ratios), axis=1))
     names = [name for name, _, _ in early] + [name for name, _ in late]
+    assert len(set(names)) == len(names), "product lane names must be unique"
     lanes_c = Lanes(g, [(products, names)])
 
-    def total(*names_, sign=1.0):
-        return {lane.get(n, n): sign for n in names_}
+    def total(*lanes, sign=1.0):
+        return {lane: sign for lane in lanes}
 
-    def minus(*names_):
-        return total(*names_, sign=-1.0)
+    def minus(*lanes):
+        return total(*lanes, sign=-1.0)
 
     def times(k, expr):
-        return {lane_: k * w for lane_, w in expr.items()}
+        return {lane: k * w for lane, w in expr.items()}
 
     log_rate = plus(total("ag_ln_pe", "ag_trend", "v_ln_est", "sp_ln", "default_ln"),
                     minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
@@ -345,8 +344,8 @@ def build(sample_rate):
         "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
         "period": [spacing, {}, spacing_change, {}],
-        "low": [total("d0m"), {}, {}, {"1": 1.0 - drift, lane["voicing"]: drift}],
-        "high": [total("d0m"), {}, {}, {"1": 1.0 + drift, lane["voicing"]: -drift}],
+        "low": [total("d0m"), {}, {}, {"1": 1.0 - drift, "voicing": drift}],
+        "high": [total("d0m"), {}, {}, {"1": 1.0 + drift, "voicing": -drift}],
         "aim": [plus(total("d0m"), to_edge), {}, {}, {"1": 1.0}],
         "now": [now, {"1": 1.0}, {}, {}],
         "now_minus_period": [plus(now, times(-1.0, spacing)), {"1": 1.0}, times(-1.0, spacing_change), {}],
@@ -405,9 +404,9 @@ def build(sample_rate):
     g.Gemm(keep_model, g.Mul(samples, tap_weights), g.Mul("audio_buffer", unfed_weight), out="corrected_audio")
 
     # state and reported pitch: the last sample's values enter through Gemms with one-hot rows
-    def last_row(lane_):
+    def last_row(lane):
         rows = np.zeros((N, R.STATE_LEN), np.float32)
-        rows[N - 1, lane_] = 1.0
+        rows[N - 1, lane] = 1.0
         return rows
 
     with_delay = g.Gemm(delay, g.const(last_row(R.S_DELAY)), partial)

@@ -277,7 +277,7 @@ class Reference:
         if s[S_UNFED] > F(0.5):
             out = np.asarray(block, F)
         self.history = buf[BLOCK:].copy()
-        delay_last = F(HISTORY + BLOCK - 1) - pos[-1, 0]
+        delay_last = DMIN + period[-1] * phi[-1]
         self.state = np.array([delay_last, est if voiced else F(0.0), v_blk, note, m_smooth[-1],
                                period[-1], F(0.0)], F)
         detected = c.sr / est if voiced else F(0.0)
