@@ -66,6 +66,31 @@ struct Supervisor<'a> {
     ready_sent: bool,
 }
 
+/// Keeps every page the process touches resident, so the JACK thread never waits on a page
+/// fault for code or data it uses rarely (proactive reclaim such as DAMON pages those out after a
+/// minute). `MCL_ONFAULT` locks pages as they are first touched instead of faulting in every
+/// mapping, so thread stacks and unused library code stay out of memory. Locking future mappings
+/// under a finite `RLIMIT_MEMLOCK` would make later allocations fail once the limit is reached, so
+/// without an unlimited limit (the systemd units set one) or root the daemon only says so.
+fn lock_memory() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer; geteuid cannot fail.
+    let allowed = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 }
+        && (limit.rlim_cur == libc::RLIM_INFINITY || unsafe { libc::geteuid() } == 0);
+    if !allowed {
+        log::warn!(
+            "memory not locked (RLIMIT_MEMLOCK is {} KiB): the JACK thread may stall on page faults; \
+             use the systemd unit (LimitMEMLOCK=infinity) or `ulimit -l unlimited`",
+            limit.rlim_cur / 1024
+        );
+        return;
+    }
+    // SAFETY: mlockall takes flags only and has no memory-safety preconditions.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
+        log::warn!("memory not locked: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. A second signal while stopping exits at once.
 pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     let terminate = Arc::new(AtomicBool::new(false));
@@ -81,6 +106,8 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
             "running as root: not needed for real-time audio (use the user unit or the audio group's rtprio limits)"
         );
     }
+
+    lock_memory();
 
     let runtime = crate::model::start_runtime(settings.onnxruntime()).context("starting ONNX Runtime")?;
     log::info!("ONNX Runtime: {}", runtime.library.display());

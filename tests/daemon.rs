@@ -40,6 +40,27 @@ fn corrects_a_detuned_tone_to_the_target_note() {
     );
 }
 
+/// With the privilege (root, or an unlimited RLIMIT_MEMLOCK, which the daemon inherits from this
+/// test) every mapping is locked: VmLck counts whole mappings, so it exceeds what is resident.
+/// Without it the daemon runs unlocked (JACK may still lock its own segment, which is less).
+#[test]
+fn memory_is_locked_when_the_limit_allows() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &[], &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let kib = |key: &str| -> u64 {
+        let line = status.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{key} in status"));
+        line.trim().trim_end_matches("kB").trim().parse().unwrap()
+    };
+    let (locked, resident) = (kib("VmLck:"), kib("VmRSS:"));
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer; geteuid cannot fail.
+    let may_lock = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 }
+        && (limit.rlim_cur == libc::RLIM_INFINITY || unsafe { libc::geteuid() } == 0);
+    assert_eq!(locked > resident, may_lock, "VmLck {locked} kB, VmRSS {resident} kB, may lock: {may_lock}");
+}
+
 #[test]
 fn bypass_is_bit_identical_after_the_known_delay() {
     let _jack = jack_lock();
