@@ -385,7 +385,6 @@ def build(sample_rate):
     delay = g.Mul(period, phi)                                                   # minus DMIN
 
     # two heads one period apart (rows); one GatherElements reads all 4 Catmull-Rom taps of both
-    column = np.array([[0.0], [1.0]], np.float32)
     # crossfade [young; old] = [1 - (1 - phi)^2; (1 - phi)^2] = M [1; phi; phi^2]
     fade = np.array([[0.0, 2.0, -1.0], [1.0, -2.0, 1.0]], np.float32)
     head_weights = g.Gemm(g.const(fade), g.Concat(g.const(np.ones((1, N), np.float32)), phi, g.Mul(phi, phi),
