@@ -85,10 +85,9 @@ bench: deps
 bench-daemon: deps jack-stale
 	cargo test --release --test bench_daemon daemon_cost -- --ignored --nocapture
 
-# ONNX Runtime's (and everyone's) mallocs on the JACK thread per callback, via LD_PRELOAD (which
-# jemalloc's exported malloc would bypass, hence the build without it).
+# ONNX Runtime's (and everyone's) mallocs on the JACK thread per callback, via LD_PRELOAD.
 malloc-count: deps jack-stale target/malloc_count.so
-	MALLOC_COUNT_SO=$(CURDIR)/target/malloc_count.so cargo test --release --no-default-features --test bench_daemon mallocs_per_callback -- --ignored --nocapture
+	MALLOC_COUNT_SO=$(CURDIR)/target/malloc_count.so cargo test --release --test bench_daemon mallocs_per_callback -- --ignored --nocapture
 target/malloc_count.so: benches/malloc_count.c
 	mkdir -p target && cc -O2 -shared -fPIC -o $@ $< -ldl
 

@@ -16,11 +16,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rosc::{OscMessage, OscPacket, OscType};
 use rtrb::RingBuffer;
 
-// The daemon's allocator (src/main.rs), so ONNX Runtime costs here what it costs there.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn voice(blocks: usize) -> Vec<f32> {
     (0..blocks * BLOCK)
         .map(|i| {

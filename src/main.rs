@@ -11,11 +11,6 @@ use autotuned::app::{self, SettingsSource};
 use autotuned::rt::{Mode, Params};
 use autotuned::settings::Settings;
 
-// Exported as malloc/free too, so ONNX Runtime's allocations on the JACK thread go through it.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[derive(Parser)]
 #[command(
     version,
