@@ -20,15 +20,29 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// (RSS, PSS, private) in MiB. RSS counts JACK's shared-memory segment, which every JACK client
-/// maps; private memory is what the daemon itself holds.
-fn memory_mib(pid: u32) -> (f64, f64, f64) {
+/// Memory in MiB: (RSS, PSS, private, RSS of JACK's shared segments). RSS counts the JACK
+/// server's shared segment, which every JACK client maps and whose size the server's
+/// `--port-max` sets; private memory is what the daemon itself holds.
+fn memory_mib(pid: u32) -> (f64, f64, f64, f64) {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
     let field = |name: &str| -> f64 {
         let line = rollup.lines().find(|l| l.starts_with(name)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
     };
-    (field("Rss:"), field("Pss:"), field("Private_Clean:") + field("Private_Dirty:"))
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut in_jack, mut jack_kib) = (false, 0.0);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("Rss:") if in_jack => jack_kib += words.next().unwrap().parse::<f64>().unwrap(),
+            // a mapping's header line: "start-end perms offset dev inode [path]"
+            Some(first) if first.contains('-') && !first.ends_with(':') => {
+                in_jack = words.nth(4).is_some_and(|path| path.starts_with("/dev/shm/jack"))
+            }
+            _ => {}
+        }
+    }
+    (field("Rss:"), field("Pss:"), field("Private_Clean:") + field("Private_Dirty:"), jack_kib / 1024.0)
 }
 
 fn number(args: &[OscType], i: usize) -> f64 {
@@ -64,15 +78,16 @@ fn daemon_cost() {
     let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (cpu_ticks(pid) - ticks) as f64 / tick_hz / start.elapsed().as_secs_f64() * 100.0;
     let status = daemon.status();
-    let (rss, pss, private) = memory_mib(pid);
+    let (rss, pss, private, jack) = memory_mib(pid);
     client.close();
     println!(
-        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB (PSS {pss:.1}, private {private:.1}); xruns {}",
+        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB = JACK's shared segment {jack:.1} + the daemon's own {:.1} (PSS {pss:.1}, private {private:.1}); xruns {}",
         seconds(),
         number(&status, 9),
         number(&status, 10),
         number(&status, 11),
         number(&status, 12),
+        rss - jack,
         number(&status, 3),
     );
 }
