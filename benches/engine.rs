@@ -25,6 +25,12 @@ fn voice(blocks: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Block `block` of the looping test voice.
+fn block_of(signal: &[f32], block: usize) -> &[f32] {
+    let start = (block % (signal.len() / BLOCK)) * BLOCK;
+    &signal[start..start + BLOCK]
+}
+
 fn processor(runtime: &Runtime, model: &Path) -> Processor {
     let (inference, _) = runtime.load(model, None).expect("model");
     let (_commands, command_rx) = RingBuffer::new(1);
@@ -86,16 +92,14 @@ fn engine(c: &mut Criterion) {
         let mut twin_out = vec![0.0f32; BLOCK];
         let period = Duration::from_micros(11_000);
         let mut run = |block: usize| {
-            let start = (block % 256) * BLOCK;
-            black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+            black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
         };
         report_percentiles("ort_run/default_model", time_blocks(5000, Duration::ZERO, |_| {}, &mut run));
         report_percentiles("ort_run/default_model_once_per_period", time_blocks(500, period, |_| {}, &mut run));
         // A second session of the same model runs first: ONNX Runtime's code is then warm and only
         // this session's data is cold, which splits the penalty of the idle period in two.
         let mut warm_code = |block: usize| {
-            let start = (block % 256) * BLOCK;
-            black_box(twin.run(&signal[start..start + BLOCK], &controls, &mut twin_out)).ok();
+            black_box(twin.run(block_of(&signal, block), &controls, &mut twin_out)).ok();
         };
         report_percentiles(
             "ort_run/default_model_once_per_period_code_warm",
@@ -105,9 +109,8 @@ fn engine(c: &mut Criterion) {
     let mut block = 0;
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {
-            let start = (block % 256) * BLOCK;
             block += 1;
-            black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+            black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
         })
     });
 
@@ -118,10 +121,9 @@ fn engine(c: &mut Criterion) {
             let mut spent = Duration::ZERO;
             for _ in 0..iterations {
                 std::thread::sleep(Duration::from_micros(11_000));
-                let start = (block % 256) * BLOCK;
                 block += 1;
                 let began = Instant::now();
-                black_box(inference.run(&signal[start..start + BLOCK], &controls, &mut out)).ok();
+                black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
                 spent += began.elapsed();
             }
             spent
@@ -135,9 +137,8 @@ fn engine(c: &mut Criterion) {
         let mut block = 0;
         c.bench_function(&format!("processor/{name}"), |b| {
             b.iter(|| {
-                let start = (block % 256) * BLOCK;
                 block += 1;
-                p.process(black_box(&signal[start..start + BLOCK]), &mut out, None);
+                p.process(black_box(block_of(&signal, block)), &mut out, None);
             })
         });
     }
