@@ -2,18 +2,19 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
-ORT_VERSION := 1.31.1
+# The one place the ONNX Runtime version is written: models/requirements.txt (the daemon reads it too).
+ORT_VERSION := $(shell sed -n 's/^onnxruntime==//p' models/requirements.txt)
 ORT_DIR := .ort
 ORT_LIB := $(ORT_DIR)/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := jackd2 libjack-jackd2-dev pkg-config pipewire-jack
+APT_PACKAGES := jackd2 libjack-jackd2-dev pkg-config pipewire-jack systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps build models quality bench bench-daemon malloc-count fmt lint soak fuzz install-user clean
+.PHONY: run test jack-stale deps apt ort pydeps build models quality demo docs bench bench-daemon malloc-count fmt lint soak fuzz install-user clean
 
 deps: apt ort
 
@@ -78,6 +79,17 @@ models: pydeps
 quality: pydeps
 	$(PY) models/quality.py
 
+# The demo phrase (the repo's synthetic singer, 8 s) before and after, and the pitch picture
+# the README shows: demo/before.wav, demo/after.wav, demo/pitch.png.
+demo: build pydeps
+	$(PY) models/demo.py demo/before.wav
+	./target/release/autotuned --config $(CONFIG) process demo/before.wav demo/after.wav --plot demo/pitch.png
+
+# Regenerates the README's parameter table and the Open Stage Control session from
+# src/parameters.rs (a test fails when they differ).
+docs:
+	cargo run --quiet -- docs
+
 bench: deps
 	cargo bench
 
@@ -121,7 +133,7 @@ install-user: build
 	install -m644 models/*.onnx -t $(INSTALL_HOME)/.local/share/autotuned/models
 	install -m644 README.md -t $(INSTALL_HOME)/.local/share/autotuned
 	cp -r $(ORT_DIR) $(INSTALL_HOME)/.local/share/autotuned/
-	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || install -m644 $(CONFIG) $(INSTALL_HOME)/.config/autotuned/autotuned.toml
+	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || sed 's|^dir = .*|dir = "$(INSTALL_HOME)/.local/share/autotuned/models"|' $(CONFIG) > $(INSTALL_HOME)/.config/autotuned/autotuned.toml
 	install -m644 systemd/autotuned.service systemd/autotuned@.service -t $(INSTALL_HOME)/.config/systemd/user
 
 clean:

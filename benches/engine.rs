@@ -144,12 +144,15 @@ fn engine(c: &mut Criterion) {
     }
 
     let (tx, _rx) = std::sync::mpsc::channel();
+    let (_answers, answer_rx) = std::sync::mpsc::channel();
+    let settings = autotuned::settings::Settings::default();
     let mut service = OscService::new(
-        &autotuned::settings::Settings::default(),
-        Arc::new(Controls::new(autotuned::settings::Settings::default().initial_state())),
+        &settings,
+        Arc::new(Controls::new(settings.params)),
         Arc::new(Status::default()),
         Arc::new(Meters::default()),
         tx,
+        answer_rx,
     );
     let message = rosc::encoder::encode(&OscPacket::Message(OscMessage {
         addr: "/autotune/strength".into(),

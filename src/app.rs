@@ -1,10 +1,11 @@
-//! The supervisor, on the main thread: starts ONNX Runtime and the OSC server, connects to JACK
-//! (and reconnects when the server comes back), then handles signals, reloads, RT events,
-//! retired models, latency changes and systemd notifications until told to stop.
+//! The supervisor, on the main thread: starts ONNX Runtime, checks the configured model, starts
+//! the OSC server and tells systemd it is ready; then connects to JACK (and reconnects when the
+//! server comes back), handles signals, reloads, RT events, retired models, latency changes and
+//! the systemd watchdog in every state until told to stop.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::audio::jack::{self as node, JackNode, NodeParts};
 use crate::control::{Controls, Status};
-use crate::model::{Contract, ModelError, Runtime};
-use crate::osc::{self, OscService, Request};
+use crate::model::{models_in, Contract, ModelError, Runtime};
+use crate::osc::{self, Answer, OscService, Request};
 use crate::rt::{Command, Inference, Meters, Processor, ProcessorRings, RtEvent};
 use crate::settings::Settings;
 
@@ -54,6 +55,8 @@ struct Supervisor<'a> {
     status: Arc<Status>,
     meters: Arc<Meters>,
     requests: Receiver<Request>,
+    answers: Sender<Answer>,
+    watchdog: Watchdog,
     terminate: &'a AtomicBool,
     reload: &'a AtomicBool,
     rings: Option<Rings>,
@@ -63,7 +66,27 @@ struct Supervisor<'a> {
     has_model: bool,
     /// That model's latency, samples.
     model_latency: u32,
-    ready_sent: bool,
+}
+
+/// Pings systemd's watchdog every `WATCHDOG_USEC / 2`, whatever the supervisor is doing.
+struct Watchdog {
+    interval: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn from_environment() -> Watchdog {
+        Watchdog { interval: sd_notify::watchdog_enabled().map(|d| d / 2), last: Instant::now() }
+    }
+
+    fn pet(&mut self) {
+        if let Some(interval) = self.interval {
+            if self.last.elapsed() >= interval {
+                notify(&[NotifyState::Watchdog]);
+                self.last = Instant::now();
+            }
+        }
+    }
 }
 
 /// Keeps every page the process touches resident, so the JACK thread never waits on a page
@@ -111,17 +134,31 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
 
     let runtime = crate::model::start_runtime(settings.onnxruntime()).context("starting ONNX Runtime")?;
     log::info!("ONNX Runtime: {}", runtime.library.display());
+    // The configured model must exist and meet the contract; which rate it serves is only
+    // known once a server answers (another model in the directory may serve that rate).
+    let configured = settings.model_path();
+    let (_, contract) = runtime.load(&configured, None).context("the configured model (model.dir / model.file)")?;
+    log::info!("model {}: {} {}, {} Hz", configured.display(), contract.name, contract.version, contract.sample_rate);
     let status = Arc::new(Status::default());
     let meters = Arc::new(Meters::default());
-    let controls = Arc::new(Controls::new(settings.initial_state()));
+    let controls = Arc::new(Controls::new(settings.params));
 
     let (request_tx, requests) = mpsc::channel();
+    let (answers, answer_rx) = mpsc::channel();
     let osc_stop = Arc::new(AtomicBool::new(false));
-    let service =
-        OscService::new(&settings, Arc::clone(&controls), Arc::clone(&status), Arc::clone(&meters), request_tx);
+    let service = OscService::new(
+        &settings,
+        Arc::clone(&controls),
+        Arc::clone(&status),
+        Arc::clone(&meters),
+        request_tx,
+        answer_rx,
+    );
     let (osc_thread, osc_addr) = osc::spawn(&settings.osc.bind, service, Arc::clone(&osc_stop))
         .with_context(|| format!("binding OSC to {}", settings.osc.bind))?;
     log::info!("OSC on udp://{osc_addr}{}", settings.osc.root);
+    status.set_state("waiting_for_server");
+    notify(&[NotifyState::Ready, NotifyState::Status("waiting for the JACK server")]);
 
     let mut supervisor = Supervisor {
         source,
@@ -131,6 +168,8 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         status,
         meters,
         requests,
+        answers,
+        watchdog: Watchdog::from_environment(),
         terminate: &terminate,
         reload: &reload,
         rings: None,
@@ -138,7 +177,6 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         period: 0,
         has_model: false,
         model_latency: 0,
-        ready_sent: false,
     };
     supervisor.run();
 
@@ -199,8 +237,10 @@ impl Supervisor<'_> {
         let until = Instant::now() + how_long;
         while Instant::now() < until && !self.terminate.load(Relaxed) {
             std::thread::sleep(TICK);
-            while let Ok(Request::ReloadModel(_)) = self.requests.try_recv() {
-                log::warn!("model reload ignored: no JACK server to run it on");
+            self.watchdog.pet();
+            while let Ok(Request::ReloadModel { from, .. }) = self.requests.try_recv() {
+                log::warn!("model reload refused: no JACK server to run it on");
+                self.answer(from, Err("no JACK server is running; the model loads when one answers".into()));
             }
             if self.reload.swap(false, Relaxed) {
                 self.reload_settings();
@@ -217,7 +257,19 @@ impl Supervisor<'_> {
         self.status.period.store(client.period, Relaxed);
         log::info!("JACK server: {} Hz, {} frames per period", client.sample_rate, client.period);
 
-        let model = self.load_for_rate(None).map(Box::new);
+        let model = match self.load_for_rate(None) {
+            Ok((inference, fell_back)) => {
+                if let Some(reason) = fell_back {
+                    log::warn!("{reason}");
+                }
+                Some(Box::new(inference))
+            }
+            Err(reason) => {
+                log::error!("{reason}");
+                self.status.set_model(format!("none ({reason})"));
+                None
+            }
+        };
         self.has_model = model.is_some();
         let model_rate = model.is_some().then_some(client.sample_rate);
         let (commands, command_rx) = RingBuffer::new(COMMAND_SLOTS);
@@ -232,37 +284,36 @@ impl Supervisor<'_> {
         self.rings = Some(Rings { commands, retired, events });
         let parts =
             NodeParts { processor, model_rate, status: Arc::clone(&self.status), meters: Arc::clone(&self.meters) };
-        let (jack, failed) =
-            client.activate(&self.settings.jack, &self.settings.midi, parts).context("starting the JACK node")?;
+        let (jack, failed) = client.activate(&self.settings.jack, parts).context("starting the JACK node")?;
         for f in failed {
             log::warn!("JACK connection failed: {f}");
         }
-        self.update_state(&jack);
+        self.update_state();
         let summary = self.status.summary(&self.meters);
-        log::info!("ready: {summary}");
-        if self.ready_sent {
-            notify(&[NotifyState::Status(&summary)]);
-        } else {
-            notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
-            self.ready_sent = true;
-        }
+        log::info!("serving: {summary}");
+        notify(&[NotifyState::Status(&summary)]);
         Ok(jack)
     }
 
     fn serve(&mut self, jack: &JackNode) -> Ended {
-        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-        let mut last_watchdog = Instant::now();
         let mut last_summary = String::new();
-        let mut reported_latency = jack.events.latency.load(Relaxed);
+        let mut reported_latency = self.meters.latency();
         while !self.terminate.load(Relaxed) {
             std::thread::sleep(TICK);
+            self.watchdog.pet();
             self.drain();
             if self.reload.swap(false, Relaxed) {
                 self.reload_settings();
-                self.reload_model(None, jack);
+                if let Err(reason) = self.reload_model(None) {
+                    log::error!("{reason}");
+                }
             }
-            while let Ok(Request::ReloadModel(name)) = self.requests.try_recv() {
-                self.reload_model(name.as_deref(), jack);
+            while let Ok(Request::ReloadModel { name, from }) = self.requests.try_recv() {
+                let outcome = self.reload_model(name.as_deref());
+                if let Err(reason) = &outcome {
+                    log::error!("{reason}");
+                }
+                self.answer(from, outcome);
             }
             if jack.events.shut_down.load(Relaxed) {
                 return Ended::ServerGone;
@@ -276,12 +327,12 @@ impl Supervisor<'_> {
             if period != 0 && period != self.period {
                 self.period = period;
                 self.status.period.store(period, Relaxed);
-                self.update_state(jack);
+                self.update_state();
             }
-            let latency = jack.events.latency.load(Relaxed);
+            let latency = self.meters.latency();
             if latency != reported_latency {
                 reported_latency = latency;
-                self.update_state(jack);
+                self.update_state();
                 jack.recompute_latencies();
             }
             self.status.load.store(jack.cpu_load().to_bits(), Relaxed);
@@ -289,12 +340,6 @@ impl Supervisor<'_> {
             if summary != last_summary {
                 notify(&[NotifyState::Status(&summary)]);
                 last_summary = summary;
-            }
-            if let Some(interval) = watchdog {
-                if last_watchdog.elapsed() >= interval {
-                    notify(&[NotifyState::Watchdog]);
-                    last_watchdog = Instant::now();
-                }
             }
         }
         Ended::Stop
@@ -329,37 +374,37 @@ impl Supervisor<'_> {
         }
     }
 
-    /// The configured model if it fits the server's rate; else the first model in the models
-    /// directory made for that rate. `name` picks a file in the models directory instead.
-    fn load_for_rate(&mut self, name: Option<&str>) -> Option<Inference> {
-        let configured = match name {
+    fn answer(&self, to: std::net::SocketAddr, outcome: Result<String, String>) {
+        // The OSC thread is gone only while stopping, when nobody waits for the answer.
+        let _ = self.answers.send(Answer { to, path: "/model/reload", outcome });
+    }
+
+    /// The configured model if it fits the server's rate, else the first model in the models
+    /// directory made for that rate (with the reason it fell back); `name` loads exactly that
+    /// file from the models directory, or fails with the reason.
+    fn load_for_rate(&mut self, name: Option<&str>) -> Result<(Inference, Option<String>), String> {
+        self.watchdog.pet();
+        let path = match name {
             None => self.settings.model_path(),
-            Some(name) => match model_in_dir(&self.settings.model.dir, name) {
-                Ok(path) => path,
-                Err(e) => {
-                    log::error!("model refused: {e}");
-                    return None;
-                }
-            },
+            Some(name) => model_in_dir(&self.settings.model.dir, name).map_err(|e| format!("model refused: {e}"))?,
         };
-        let first = match self.runtime.load(&configured, Some(self.server_rate)) {
-            Ok(loaded) => return Some(self.take(&configured, loaded)),
+        let first = match self.runtime.load(&path, Some(self.server_rate)) {
+            Ok(loaded) => return Ok((self.take(&path, loaded), None)),
             Err(e) => e,
         };
-        if matches!(first, ModelError::Metadata { key: "sample_rate", .. }) {
-            for path in models_in(&self.settings.model.dir) {
-                if path == configured {
+        if name.is_none() && matches!(first, ModelError::Metadata { key: "sample_rate", .. }) {
+            for other in models_in(&self.settings.model.dir) {
+                self.watchdog.pet();
+                if other == path {
                     continue;
                 }
-                if let Ok(loaded) = self.runtime.load(&path, Some(self.server_rate)) {
-                    log::info!("{first}; using {} instead", path.display());
-                    return Some(self.take(&path, loaded));
+                if let Ok(loaded) = self.runtime.load(&other, Some(self.server_rate)) {
+                    let reason = format!("{first}; using {} instead", other.display());
+                    return Ok((self.take(&other, loaded), Some(reason)));
                 }
             }
         }
-        log::error!("{first}");
-        self.status.set_model(format!("none ({first})"));
-        None
+        Err(first.to_string())
     }
 
     fn take(&mut self, path: &Path, (inference, contract): (Inference, Contract)) -> Inference {
@@ -378,10 +423,10 @@ impl Supervisor<'_> {
         inference
     }
 
-    fn update_state(&self, jack: &JackNode) {
+    fn update_state(&self) {
         self.set_state();
         if self.has_model {
-            self.status.latency.store(jack.events.latency.load(Relaxed), Relaxed);
+            self.status.latency.store(self.meters.latency(), Relaxed);
         }
     }
 
@@ -403,6 +448,7 @@ impl Supervisor<'_> {
     fn reload_settings(&mut self) {
         log::info!("SIGHUP: reloading settings and model");
         notify(&[NotifyState::Reloading]);
+        self.watchdog.pet();
         match Settings::load(self.source.file.as_deref(), &self.source.overrides) {
             Ok(settings) => {
                 if settings.jack != self.settings.jack || settings.osc != self.settings.osc {
@@ -421,42 +467,41 @@ impl Supervisor<'_> {
     }
 
     /// Builds the model off the RT thread and sends it over; the old one keeps running if
-    /// anything fails.
-    fn reload_model(&mut self, name: Option<&str>, jack: &JackNode) {
+    /// anything fails. Returns what now runs, or why the request failed (also when another
+    /// model was loaded in its place).
+    fn reload_model(&mut self, name: Option<&str>) -> Result<String, String> {
+        notify(&[NotifyState::Reloading]);
         let (previous_model, previous_latency) = (self.status.text().model, self.model_latency);
-        let Some(inference) = self.load_for_rate(name) else {
-            log::error!("model reload failed, the current model keeps running");
-            self.status.set_model(previous_model);
-            self.model_latency = previous_latency;
-            return;
+        let restore = |s: &mut Self| {
+            s.status.set_model(previous_model.clone());
+            s.model_latency = previous_latency;
         };
-        let Some(rings) = self.rings.as_mut() else { return };
-        match rings.commands.push(Command::Swap(Box::new(inference))) {
-            Ok(()) => {
-                self.has_model = true;
-                self.update_state(jack);
+        let outcome = match self.load_for_rate(name) {
+            Err(reason) => {
+                restore(self);
+                Err(format!("{reason}; the current model keeps running"))
             }
-            Err(_) => {
-                log::error!("model reload dropped: the RT thread has not taken the previous commands yet");
-                self.status.set_model(previous_model);
-                self.model_latency = previous_latency;
+            Ok((inference, fell_back)) => {
+                match self.rings.as_mut().map(|r| r.commands.push(Command::Swap(Box::new(inference)))) {
+                    Some(Ok(())) => {
+                        self.has_model = true;
+                        self.update_state();
+                        fell_back.map_or_else(|| Ok(self.status.text().model), Err)
+                    }
+                    _ => {
+                        restore(self);
+                        Err("model reload dropped: the RT thread has not taken the previous commands yet".into())
+                    }
+                }
             }
-        }
+        };
+        notify(&[NotifyState::Ready]);
+        outcome
     }
 }
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// The `.onnx` files directly inside `dir`, sorted.
-fn models_in(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    found.retain(|p| p.extension().is_some_and(|e| e == "onnx"));
-    found.sort();
-    found
 }
 
 /// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`.

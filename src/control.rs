@@ -4,36 +4,20 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::parameters::{Id, KEY, NOTES, SCALE};
 use crate::rt::{Meters, Params, SharedParams};
-use crate::scales::Scale;
+use crate::scales::{scale_mask, CUSTOM};
 
-/// The engine's parameters plus what the control surface names them by (key and scale).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ControlState {
-    pub params: Params,
-    /// Tonic, 0 = C … 11 = B.
-    pub key: u8,
-    pub scale: Scale,
-}
-
-impl ControlState {
-    /// Sets key and scale; a named scale also sets the allowed notes.
-    pub fn set_scale(&mut self, key: u8, scale: Scale) {
-        self.key = key % 12;
-        self.scale = scale;
-        if let Some(mask) = scale.mask(self.key) {
-            self.params.scale_mask = mask;
+/// Sets a checked value and what follows from it: a key or a named scale sets the allowed
+/// notes, and a changed set of notes makes the scale custom.
+pub fn apply(p: &mut Params, id: Id, value: f32) {
+    p.set(id, value);
+    if id == KEY || id == SCALE {
+        if let Some(mask) = scale_mask(p.get(SCALE) as usize, p.get(KEY) as u8) {
+            p.set(NOTES, f32::from(mask));
         }
-    }
-
-    pub fn set_key(&mut self, key: u8) {
-        self.set_scale(key, self.scale);
-    }
-
-    /// A custom set of allowed notes (bit 0 = C).
-    pub fn set_notes(&mut self, mask: u16) {
-        self.scale = Scale::Custom;
-        self.params.scale_mask = mask & 0x0fff;
+    } else if id == NOTES {
+        p.set(SCALE, CUSTOM as f32);
     }
 }
 
@@ -41,12 +25,12 @@ impl ControlState {
 #[derive(Debug)]
 pub struct Controls {
     shared: Arc<SharedParams>,
-    master: Mutex<ControlState>,
+    master: Mutex<Params>,
 }
 
 impl Controls {
-    pub fn new(initial: ControlState) -> Controls {
-        Controls { shared: Arc::new(SharedParams::new(initial.params)), master: Mutex::new(initial) }
+    pub fn new(initial: Params) -> Controls {
+        Controls { shared: Arc::new(SharedParams::new(initial)), master: Mutex::new(initial) }
     }
 
     /// The RT side's handle.
@@ -54,21 +38,21 @@ impl Controls {
         Arc::clone(&self.shared)
     }
 
-    pub fn get(&self) -> ControlState {
+    pub fn get(&self) -> Params {
         *self.lock()
     }
 
-    /// Applies `change` to the current state and publishes the result in one store, so every
+    /// Applies `change` to the current values and publishes the result in one store, so every
     /// change made inside lands in the same block.
-    pub fn update<R>(&self, change: impl FnOnce(&mut ControlState) -> R) -> R {
+    pub fn update<R>(&self, change: impl FnOnce(&mut Params) -> R) -> R {
         let mut master = self.lock();
         let result = change(&mut master);
-        self.shared.store(&master.params);
+        self.shared.store(&master);
         result
     }
 
-    fn lock(&self) -> MutexGuard<'_, ControlState> {
-        // A panic while holding the lock leaves a whole state behind; it is still usable.
+    fn lock(&self) -> MutexGuard<'_, Params> {
+        // A panic while holding the lock leaves a whole set behind; it is still usable.
         self.master.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -5,9 +5,12 @@
 pub mod app;
 pub mod audio;
 pub mod control;
+pub mod docs;
 pub mod model;
 pub mod offline;
 pub mod osc;
+pub mod parameters;
+pub mod plot;
 pub mod rt;
 pub mod scales;
 pub mod settings;

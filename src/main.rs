@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use autotuned::app::{self, SettingsSource};
-use autotuned::rt::{Mode, Params};
+use autotuned::parameters::{MODE, RETUNE_MS, STRENGTH, TARGET_HZ, TUNING_HZ};
+use autotuned::rt::Mode;
+use autotuned::scales::note_hz;
 use autotuned::settings::Settings;
 
 #[derive(Parser)]
@@ -36,6 +38,13 @@ enum Command {
     Process(ProcessArgs),
     /// Print the contract a model offers, or why autotuned refuses it.
     CheckModel { path: PathBuf },
+    /// Regenerate the README's parameter table and the Open Stage Control session from the
+    /// parameter table (run in the checkout; `--check` only reports whether they are current).
+    #[command(hide = true)]
+    Docs {
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Args)]
@@ -51,13 +60,18 @@ struct ProcessArgs {
     /// Tune each note to the nearest semitone (the default).
     #[arg(long)]
     auto: bool,
-    #[arg(long, default_value_t = 1.0)]
-    strength: f32,
-    #[arg(long, default_value_t = 0.0)]
-    retune_ms: f32,
+    /// 0..1 (default: the configured tuning.strength).
+    #[arg(long)]
+    strength: Option<f32>,
+    /// Glide time, ms (default: the configured tuning.retune_ms).
+    #[arg(long)]
+    retune_ms: Option<f32>,
     /// Model file (default: the configured one).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Also draw the input pitch, the target and the output pitch over time into this PNG.
+    #[arg(long, value_name = "PNG")]
+    plot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -70,10 +84,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&settings);
+    for warning in &settings.warnings {
+        log::warn!("{warning}");
+    }
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run(settings, SettingsSource { file: cli.config, overrides: cli.overrides }),
         Command::Process(args) => process(&settings, args),
         Command::CheckModel { path } => check_model(&settings, &path),
+        Command::Docs { check } => docs(&settings, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,17 +117,21 @@ fn init_logging(settings: &Settings) {
 
 fn process(settings: &Settings, args: ProcessArgs) -> Result<()> {
     let runtime = autotuned::model::start_runtime(settings.onnxruntime())?;
-    let mut params = Params { strength: args.strength, retune_ms: args.retune_ms, ..settings.initial_state().params };
-    params.mode = Mode::Auto;
-    if let Some(hz) = args.target_hz {
-        params = Params { mode: Mode::Manual, target_hz: hz, ..params };
+    let mut params = settings.params.with(MODE, Mode::Auto.value());
+    for (id, value) in [(STRENGTH, args.strength), (RETUNE_MS, args.retune_ms)] {
+        if let Some(value) = value {
+            let checked = id.row().check(f64::from(value)).map_err(|e| anyhow::anyhow!("--{}: {e}", id.row().name))?;
+            params.set(id, checked);
+        }
     }
-    if let Some(note) = args.note {
-        params = Params { mode: Mode::Manual, target_hz: params.tuning_hz * 2f32.powf((note - 69.0) / 12.0), ..params };
+    let target = args.target_hz.or(args.note.map(|note| note_hz(note, params.get(TUNING_HZ))));
+    if let Some(hz) = target {
+        params = params.with(MODE, Mode::Manual.value()).with(TARGET_HZ, hz);
     }
     let model = args.model.unwrap_or_else(|| settings.model_path());
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let faults = autotuned::offline::process_file(&runtime, &model, &args.input, &args.output, params, progress)
+    let plot = args.plot.as_deref();
+    let faults = autotuned::offline::process_file(&runtime, &model, &args.input, &args.output, params, progress, plot)
         .with_context(|| format!("processing {}", args.input.display()))?;
     if faults > 0 {
         log::warn!("{faults} blocks fell back to dry audio after model faults");
@@ -121,5 +143,30 @@ fn check_model(settings: &Settings, path: &std::path::Path) -> Result<()> {
     let runtime = autotuned::model::start_runtime(settings.onnxruntime())?;
     let (_, contract) = runtime.load(path, None)?;
     println!("{contract}");
+    Ok(())
+}
+
+const README: &str = "README.md";
+const SESSION: &str = "config/open-stage-control/autotuned.json";
+
+fn docs(settings: &Settings, check: bool) -> Result<()> {
+    let root = &settings.osc.root;
+    let readme = std::fs::read_to_string(README).with_context(|| format!("reading {README} (run in the checkout)"))?;
+    let new_readme = autotuned::docs::with_parameter_table(&readme, root)
+        .with_context(|| format!("{README} lacks the lines {} and {}", autotuned::docs::BEGIN, autotuned::docs::END))?;
+    let new_session = autotuned::docs::session_json(root);
+    let session = std::fs::read_to_string(SESSION).unwrap_or_default();
+    let stale: Vec<&str> = [(README, readme != new_readme), (SESSION, session != new_session)]
+        .into_iter()
+        .filter(|(_, s)| *s)
+        .map(|(p, _)| p)
+        .collect();
+    if check {
+        anyhow::ensure!(stale.is_empty(), "out of date (run `make docs`): {}", stale.join(", "));
+        return Ok(());
+    }
+    std::fs::write(README, new_readme).with_context(|| format!("writing {README}"))?;
+    std::fs::write(SESSION, new_session).with_context(|| format!("writing {SESSION}"))?;
+    println!("wrote {README} and {SESSION}");
     Ok(())
 }

@@ -12,21 +12,35 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
+use crate::parameters::{by_model_input, Id, Kind, TABLE};
 use crate::rt::inference::{Controls, Inference, InferenceError, Slots};
+use crate::rt::processor::MAX_LATENCY;
 use crate::BLOCK;
 
-/// The ONNX Runtime version the daemon is built against.
-pub const ORT_VERSION: &str = "1.31";
+/// The ONNX Runtime wheel the daemon is built and tested against: `onnxruntime==X.Y.Z` in
+/// `models/requirements.txt`, which the Makefile installs too.
+pub fn ort_wheel_version() -> &'static str {
+    let requirements = include_str!("../models/requirements.txt");
+    requirements.lines().find_map(|line| line.trim().strip_prefix("onnxruntime==")).map(str::trim).unwrap_or("unknown")
+}
+
+/// The ONNX Runtime API (major.minor) the daemon is built against.
+pub fn ort_version() -> &'static str {
+    let wheel = ort_wheel_version();
+    wheel.rsplit_once('.').map_or(wheel, |(api, _)| api)
+}
 /// Blocks of audio run through a fresh model before it may go to the RT thread.
 const WARM_UP_BLOCKS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
-        "ONNX Runtime {ORT_VERSION} was not found. Looked in:\n{}\nInstall it with `make ort` \
-         (the PyPI wheel onnxruntime==1.31.1 into ./.ort), `pip install onnxruntime==1.31.1`, \
+        "ONNX Runtime {api} was not found. Looked in:\n{}\nInstall it with `make ort` \
+         (the PyPI wheel onnxruntime=={wheel} into ./.ort), `pip install onnxruntime=={wheel}`, \
          or a distro package, or point `model.onnxruntime` / ORT_DYLIB_PATH at libonnxruntime.so",
-        .tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
+        .tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n"),
+        api = ort_version(),
+        wheel = ort_wheel_version()
     )]
     NotFound { tried: Vec<String> },
     #[error("ONNX Runtime at {path} loaded but could not start: {source}")]
@@ -45,8 +59,9 @@ pub enum ModelError {
     Missing { path: PathBuf, kind: &'static str, name: &'static str, what: &'static str },
     #[error(
         "{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
-             (audio_buffer, target_pitch, correction_strength, scale_mask, tuning_hz, retune_ms, \
-             and state inputs X that have an output X_out)"
+             (audio_buffer, target_pitch, correction_strength, {}, \
+             and state inputs X that have an output X_out)",
+        parameter_inputs().join(", ")
     )]
     UnknownInput { path: PathBuf, name: String },
     #[error("{path}: metadata `{key}` = {value:?}: {reason}")]
@@ -124,6 +139,17 @@ fn wheel_library(capi: &Path) -> Option<PathBuf> {
     sorted_entries(capi).into_iter().filter(|p| file_name(p).starts_with("libonnxruntime.so")).max()
 }
 
+/// The model inputs the parameter table feeds.
+fn parameter_inputs() -> Vec<&'static str> {
+    TABLE.iter().filter_map(|r| r.model_input).collect()
+}
+
+/// The `.onnx` files directly inside `dir`, sorted.
+pub fn models_in(dir: &Path) -> Vec<PathBuf> {
+    sorted_entries(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect()
+}
+
+/// The entries of `dir`, sorted; none if it cannot be read.
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
@@ -141,10 +167,7 @@ enum InputRole {
     Audio,
     Target,
     Strength,
-    ScaleMask,
-    Tuning,
-    Retune,
-    Transpose,
+    Parameter(Id),
     State,
 }
 
@@ -166,15 +189,13 @@ impl Contract {
     /// Names of the extended-contract features this model has and lacks.
     pub fn features(&self) -> (Vec<&'static str>, Vec<&'static str>) {
         let s = &self.slots;
-        let all = [
-            ("scale_mask", s.scale_mask.is_some()),
-            ("tuning_hz", s.tuning.is_some()),
-            ("retune_ms", s.retune.is_some()),
-            ("transpose", s.transpose.is_some()),
+        let fed = |input: &str| s.params.iter().any(|(_, id)| id.row().model_input == Some(input));
+        let mut all: Vec<(&'static str, bool)> = parameter_inputs().into_iter().map(|i| (i, fed(i))).collect();
+        all.extend([
             ("detected_pitch", s.detected.is_some()),
             ("applied_target_hz", s.applied_target.is_some()),
             ("state", !s.state.is_empty()),
-        ];
+        ]);
         let has = all.iter().filter(|(_, h)| *h).map(|(n, _)| *n).collect();
         let lacks = all.iter().filter(|(_, h)| !*h).map(|(n, _)| *n).collect();
         (has, lacks)
@@ -351,6 +372,17 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
         });
     }
     let latency_samples: usize = metadata_number(path, &meta, "latency_samples", 0)?;
+    if latency_samples > MAX_LATENCY {
+        return Err(ModelError::Metadata {
+            path: path.to_owned(),
+            key: "latency_samples",
+            value: latency_samples.to_string(),
+            reason: format!(
+                "longer than the {MAX_LATENCY} samples the engine can delay its dry path by (bypass and \
+                 fallbacks would drift out of time)"
+            ),
+        });
+    }
 
     let mut outputs_by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for o in session.outputs() {
@@ -369,20 +401,19 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
     let mut roles = Vec::new();
     for (name, dtype) in &declared {
         let shape = tensor_shape(path, name, dtype)?;
-        let role = match name.as_str() {
-            "audio_buffer" => InputRole::Audio,
-            "target_pitch" => InputRole::Target,
-            "correction_strength" => InputRole::Strength,
-            "scale_mask" => InputRole::ScaleMask,
-            "tuning_hz" => InputRole::Tuning,
-            "retune_ms" => InputRole::Retune,
-            "transpose" => InputRole::Transpose,
+        let role = match (name.as_str(), by_model_input(name)) {
+            ("audio_buffer", _) => InputRole::Audio,
+            ("target_pitch", _) => InputRole::Target,
+            ("correction_strength", _) => InputRole::Strength,
+            (_, Some(id)) => InputRole::Parameter(id),
             _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
             _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
         };
         match role {
             InputRole::Audio => expect_shape(path, name, &shape, &[1, BLOCK])?,
-            InputRole::ScaleMask => expect_shape(path, name, &shape, &[1, 12])?,
+            InputRole::Parameter(id) if matches!(id.row().kind, Kind::Mask) => {
+                expect_shape(path, name, &shape, &[1, 12])?
+            }
             InputRole::State => expect_shape(path, name, &shape, &outputs_by_name[&format!("{name}_out")])?,
             _ => expect_shape(path, name, &shape, &[1, 1])?,
         }
@@ -420,10 +451,14 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
         audio,
         target,
         strength,
-        scale_mask: find(InputRole::ScaleMask),
-        tuning: find(InputRole::Tuning),
-        retune: find(InputRole::Retune),
-        transpose: find(InputRole::Transpose),
+        params: roles
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, role)| match role {
+                InputRole::Parameter(id) => Some((slot, *id)),
+                _ => None,
+            })
+            .collect(),
         corrected,
         confidence,
         detected,

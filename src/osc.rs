@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
-use crate::control::{ControlState, Controls, Status};
-use crate::rt::{Meters, Mode};
-use crate::scales::{key_name, parse_key, Scale, SCALES};
-use crate::settings::{Presets, Settings, RETUNE_MS, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use crate::control::{apply, Controls, Status};
+use crate::parameters::{by_address, ids, Id, Kind, MODE, NOTES, TARGET_HZ, TUNING_HZ};
+use crate::rt::{Meters, Mode, Params};
+use crate::scales::{hz_note, note_hz};
+use crate::settings::{Presets, Settings};
 
 /// Deepest bundle nesting accepted; rosc recurses once per level with no limit of its own.
 pub const MAX_BUNDLE_DEPTH: usize = 8;
@@ -35,13 +36,26 @@ pub enum ErrorCode {
     Malformed = 4,
     TooDeep = 5,
     Refused = 6,
+    /// A request was accepted but could not be carried out (e.g. a model that does not load).
+    Failed = 7,
 }
 
 /// What the OSC thread asks of the supervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Load this file from the models directory (or the configured one) and swap it in.
-    ReloadModel(Option<String>),
+    /// Load `name` from the models directory (or the configured model) and swap it in; the
+    /// outcome goes back to `from`.
+    ReloadModel { name: Option<String>, from: SocketAddr },
+}
+
+/// The supervisor's answer to a [`Request`], sent back to whoever asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub to: SocketAddr,
+    /// The request's address below the root, e.g. `/model/reload`.
+    pub path: &'static str,
+    /// What now runs, or why the request failed.
+    pub outcome: Result<String, String>,
 }
 
 /// Why a packet was not decoded.
@@ -138,7 +152,7 @@ struct Subscriber {
 }
 
 /// The address space and its state; `handle` turns one datagram into replies, `tick` sends
-/// meters and parameter feedback to subscribers.
+/// meters, parameter feedback and the supervisor's answers.
 pub struct OscService {
     root: String,
     reply_port: u16,
@@ -148,6 +162,7 @@ pub struct OscService {
     status: Arc<Status>,
     meters: Arc<Meters>,
     requests: Sender<Request>,
+    answers: Receiver<Answer>,
     errors: RateLimit,
     subscribers: Vec<Subscriber>,
     /// The parameter values subscribers were last sent, to send only what changed.
@@ -181,24 +196,58 @@ fn bad(message: impl Into<String>) -> Outcome {
     Outcome::Error(ErrorCode::BadArguments, message.into())
 }
 
+/// Addresses (below the root) that are views of a parameter rather than rows of the table.
+const TARGET_NOTE: &str = "/target/note";
+const TARGET_RELEASE: &str = "/target/release";
+const PRESET: &str = "/preset";
+
+/// `/notes/N`: one pitch class of the `notes` mask.
+fn note_class(path: &str) -> Option<u8> {
+    path.strip_prefix("/notes/")?.parse::<u8>().ok().filter(|c| *c < 12)
+}
+
 /// Addresses (below the root) that change parameters; the rest are services.
 fn is_parameter(path: &str) -> bool {
-    matches!(
-        path,
-        "/strength"
-            | "/retune/ms"
-            | "/tuning"
-            | "/transpose"
-            | "/target/hz"
-            | "/target/note"
-            | "/target/release"
-            | "/mode"
-            | "/key"
-            | "/scale"
-            | "/notes"
-            | "/bypass"
-            | "/preset"
-    ) || path.strip_prefix("/notes/").is_some()
+    by_address(path).is_some() || [TARGET_NOTE, TARGET_RELEASE, PRESET].contains(&path) || note_class(path).is_some()
+}
+
+/// The OSC arguments a parameter's value is sent as.
+fn value_args(id: Id, value: f32) -> Vec<OscType> {
+    match &id.row().kind {
+        Kind::Float { .. } | Kind::Toggle => vec![OscType::Float(value)],
+        Kind::Int { .. } => vec![OscType::Int(value as i32)],
+        Kind::Choice(c) => vec![OscType::String(c.names.get(value as usize).copied().unwrap_or_default().into())],
+        Kind::Mask => (0..12).map(|c| OscType::Int(i32::from((value as u16) >> c & 1))).collect(),
+    }
+}
+
+/// Reads a parameter's value from OSC arguments, checked against its row.
+fn value_from(id: Id, args: &[OscType]) -> Result<f32, Outcome> {
+    let row = id.row();
+    let ranged = |v: f64| row.check(v).map_err(|e| Outcome::Error(ErrorCode::OutOfRange, e));
+    match &row.kind {
+        Kind::Choice(c) => {
+            let index = match args {
+                [OscType::String(name)] => (c.parse)(name),
+                [arg] => number(arg).filter(|v| *v >= 0.0 && (*v as usize) < c.names.len()).map(|v| v as usize),
+                _ => None,
+            };
+            index
+                .map(|i| i as f32)
+                .ok_or_else(|| bad(format!("expects one of: {} (or 0..{})", c.names.join(", "), c.names.len() - 1)))
+        }
+        Kind::Mask => {
+            let mask = match args {
+                [one] => number(one).filter(|v| (0.0..4096.0).contains(v) && v.fract() == 0.0),
+                twelve if twelve.len() == 12 => twelve.iter().enumerate().try_fold(0.0, |mask, (class, arg)| {
+                    number(arg).map(|v| if v >= 0.5 { mask + f64::from(1u16 << class) } else { mask })
+                }),
+                _ => None,
+            };
+            mask.map(|m| m as f32).ok_or_else(|| bad("expects 12 flags (C..B) or one int mask 0..4095"))
+        }
+        _ => single_number(args).and_then(ranged),
+    }
 }
 
 impl OscService {
@@ -208,6 +257,7 @@ impl OscService {
         status: Arc<Status>,
         meters: Arc<Meters>,
         requests: Sender<Request>,
+        answers: Receiver<Answer>,
     ) -> OscService {
         OscService {
             root: settings.osc.root.clone(),
@@ -218,6 +268,7 @@ impl OscService {
             status,
             meters,
             requests,
+            answers,
             errors: RateLimit::new(settings.osc.errors_per_second),
             subscribers: Vec::new(),
             last_sent: Vec::new(),
@@ -235,7 +286,7 @@ impl OscService {
             log::debug!("OSC from {from} ignored: not in osc.allow");
             return out;
         }
-        let to = if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) };
+        let to = self.reply_to(from);
         let packet = match check_nesting(bytes).and_then(|()| {
             rosc::decoder::decode_udp(bytes)
                 .map(|(_, p)| p)
@@ -253,10 +304,10 @@ impl OscService {
             messages.into_iter().partition(|m| self.path(&m.addr).is_some_and(is_parameter));
         let mut outcomes: Vec<(String, Outcome)> = self
             .controls
-            .update(|state| parameters.into_iter().map(|m| (m.addr.clone(), self.apply_parameter(state, m))).collect());
+            .update(|p| parameters.into_iter().map(|m| (m.addr.clone(), self.apply_parameter(p, &m))).collect());
         for m in services {
             let addr = m.addr.clone();
-            let outcome = self.apply_service(m, to);
+            let outcome = self.apply_service(m, from);
             outcomes.push((addr, outcome));
         }
         for (addr, outcome) in outcomes {
@@ -269,11 +320,32 @@ impl OscService {
         out
     }
 
-    /// Meters due to subscribers, feedback of changed parameters, expired leases. Returns the
-    /// packets to send and when to call again at the latest.
+    fn reply_to(&self, from: SocketAddr) -> SocketAddr {
+        if self.reply_port == 0 {
+            from
+        } else {
+            SocketAddr::new(from.ip(), self.reply_port)
+        }
+    }
+
+    /// Meters due to subscribers, feedback of changed parameters, the supervisor's answers,
+    /// expired leases. Returns the packets to send and when to call again at the latest.
     pub fn tick(&mut self, now: Instant) -> (Vec<(SocketAddr, OscPacket)>, Instant) {
         self.subscribers.retain(|s| s.expires > now);
         let mut out = Vec::new();
+        while let Ok(answer) = self.answers.try_recv() {
+            let to = self.reply_to(answer.to);
+            match answer.outcome {
+                Ok(running) => {
+                    let reply = self.message(&format!("{}.reply", answer.path), vec![OscType::String(running)]);
+                    out.push((to, OscPacket::Message(reply)));
+                }
+                Err(reason) => {
+                    let addr = format!("{}{}", self.root, answer.path);
+                    self.error(&mut out, to, &addr, ErrorCode::Failed, &reason);
+                }
+            }
+        }
         let current = self.parameter_messages(&self.controls.get());
         let changed: Vec<OscMessage> = current.iter().filter(|m| !self.last_sent.contains(m)).cloned().collect();
         self.last_sent = current;
@@ -305,7 +377,7 @@ impl OscService {
         code: ErrorCode,
         msg: &str,
     ) {
-        log::debug!("OSC from {to}: {path}: {msg}");
+        log::debug!("OSC to {to}: {path}: {msg}");
         if self.errors.allow() {
             let args =
                 vec![OscType::String(path.to_owned()), OscType::Int(code as i32), OscType::String(msg.to_owned())];
@@ -317,33 +389,34 @@ impl OscService {
         OscMessage { addr: format!("{}{path}", self.root), args }
     }
 
+    /// The message that sets the parameter (or view) at `path` to its current value.
+    fn value_message(&self, p: &Params, path: &str) -> Option<OscMessage> {
+        if let Some(id) = by_address(path) {
+            return Some(self.message(path, value_args(id, p.get(id))));
+        }
+        if path == TARGET_NOTE {
+            let note = hz_note(p.get(TARGET_HZ), p.get(TUNING_HZ));
+            return Some(self.message(path, vec![OscType::Float(note)]));
+        }
+        let class = note_class(path)?;
+        Some(self.message(path, vec![OscType::Float(f32::from(p.scale_mask() >> class & 1))]))
+    }
+
     /// Every parameter as the message that sets it: the feedback and `/dump` format.
-    fn parameter_messages(&self, s: &ControlState) -> Vec<OscMessage> {
-        let p = &s.params;
-        let f = |v: f32| vec![OscType::Float(v)];
-        let notes: Vec<OscType> = (0..12).map(|c| OscType::Int(i32::from(p.scale_mask >> c & 1))).collect();
-        let mut all = vec![
-            self.message("/strength", f(p.strength)),
-            self.message("/retune/ms", f(p.retune_ms)),
-            self.message("/tuning", f(p.tuning_hz)),
-            self.message("/transpose", f(p.transpose)),
-            self.message("/target/hz", f(p.target_hz)),
-            self.message("/target/note", f(note_of(p.target_hz, p.tuning_hz))),
-            self.message("/mode", vec![OscType::String(p.mode.name().into())]),
-            self.message("/key", vec![OscType::String(key_name(s.key).into())]),
-            self.message("/scale", vec![OscType::String(s.scale.name().into())]),
-            self.message("/notes", notes),
-            self.message("/bypass", f(if p.bypass { 1.0 } else { 0.0 })),
-        ];
-        all.extend((0..12).map(|c| self.message(&format!("/notes/{c}"), f(f32::from(p.scale_mask >> c & 1)))));
-        all
+    fn parameter_messages(&self, p: &Params) -> Vec<OscMessage> {
+        let views = std::iter::once(TARGET_NOTE.to_owned()).chain((0..12).map(|c| format!("/notes/{c}")));
+        ids()
+            .map(|id| id.row().address.to_owned())
+            .chain(views)
+            .filter_map(|path| self.value_message(p, &path))
+            .collect()
     }
 
     fn meter_messages(&self) -> Vec<OscPacket> {
         let m = &self.meters;
         let (pitch, target) = (m.detected_hz(), m.target_hz());
-        let tuning = self.controls.get().params.tuning_hz;
-        let note = if pitch > 0.0 { note_of(pitch, tuning) } else { 0.0 };
+        let tuning = self.controls.get().get(TUNING_HZ);
+        let note = if pitch > 0.0 { hz_note(pitch, tuning) } else { 0.0 };
         let cents = if pitch > 0.0 && target > 0.0 { 1200.0 * (pitch / target).log2() } else { 0.0 };
         [
             ("/meter/pitch", pitch),
@@ -357,143 +430,57 @@ impl OscService {
         .collect()
     }
 
-    /// Applies one parameter message to `s` (the working copy published after the packet).
-    fn apply_parameter(&self, s: &mut ControlState, m: OscMessage) -> Outcome {
+    /// Applies one parameter message to `p` (the working copy published after the packet).
+    fn apply_parameter(&self, p: &mut Params, m: &OscMessage) -> Outcome {
         let path = self.path(&m.addr).unwrap_or_default();
-        if m.args.is_empty() && !matches!(path, "/target/release") {
-            let current = self.parameter_messages(s);
-            return match current.into_iter().find(|r| r.addr == m.addr) {
-                Some(reply) => Outcome::Reply(vec![reply]),
-                None if path == "/preset" => {
-                    let names = self.presets.0.keys().map(|n| OscType::String(n.clone())).collect();
-                    Outcome::Reply(vec![self.message("/preset", names)])
-                }
-                None => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
-            };
+        if m.args.is_empty() && path != TARGET_RELEASE {
+            if path == PRESET {
+                let names = self.presets.0.keys().map(|n| OscType::String(n.clone())).collect();
+                return Outcome::Reply(vec![self.message(PRESET, names)]);
+            }
+            return Outcome::Reply(self.value_message(p, path).into_iter().collect());
         }
-        let p = &mut s.params;
-        match path {
-            "/strength" => set_number(&m, STRENGTH, &mut p.strength),
-            "/retune/ms" => set_number(&m, RETUNE_MS, &mut p.retune_ms),
-            "/tuning" => set_number(&m, TUNING_HZ, &mut p.tuning_hz),
-            "/transpose" => set_number(&m, TRANSPOSE, &mut p.transpose),
-            "/target/hz" => match set_number(&m, TARGET_HZ, &mut p.target_hz) {
-                Outcome::Changed => {
-                    p.mode = Mode::Manual;
-                    Outcome::Changed
+        let set = |p: &mut Params, id: Id, value: Result<f32, Outcome>| match value {
+            Ok(v) => {
+                apply(p, id, v);
+                if id == TARGET_HZ {
+                    apply(p, MODE, Mode::Manual.value());
                 }
-                other => other,
-            },
-            "/target/note" => match single_number(&m) {
-                Err(e) => e,
-                Ok(note) => {
-                    let hz = p.tuning_hz * ((note as f32 - 69.0) / 12.0).exp2();
-                    if (TARGET_HZ.0..=TARGET_HZ.1).contains(&hz) {
-                        p.target_hz = hz;
-                        p.mode = Mode::Manual;
-                        Outcome::Changed
-                    } else {
-                        Outcome::Error(
-                            ErrorCode::OutOfRange,
-                            format!("note {note} is {hz:.1} Hz, outside {}..{} Hz", TARGET_HZ.0, TARGET_HZ.1),
-                        )
-                    }
-                }
-            },
-            "/target/release" => {
-                p.mode = self.default_mode;
                 Outcome::Changed
             }
-            "/mode" => {
-                let mode = match m.args.as_slice() {
-                    [OscType::String(name)] => Mode::parse(name),
-                    [arg] => number(arg).and_then(|v| Mode::ALL.get(v as usize).copied().filter(|_| v >= 0.0)),
-                    _ => None,
-                };
-                match mode {
-                    Some(mode) => {
-                        p.mode = mode;
-                        Outcome::Changed
-                    }
-                    None => bad("expects one of: auto, midi, manual (or 0, 1, 2)"),
-                }
+            Err(e) => e,
+        };
+        if let Some(id) = by_address(path) {
+            return set(p, id, value_from(id, &m.args));
+        }
+        if let Some(class) = note_class(path) {
+            let flag = match single_number(&m.args) {
+                Ok(v) => v >= 0.5,
+                Err(e) => return e,
+            };
+            let mask = if flag { p.scale_mask() | 1 << class } else { p.scale_mask() & !(1 << class) };
+            return set(p, NOTES, Ok(f32::from(mask)));
+        }
+        match path {
+            TARGET_NOTE => {
+                let hz = single_number(&m.args).map(|note| note_hz(note as f32, p.get(TUNING_HZ)));
+                let checked = hz.and_then(|hz| {
+                    TARGET_HZ.row().check(f64::from(hz)).map_err(|e| Outcome::Error(ErrorCode::OutOfRange, e))
+                });
+                set(p, TARGET_HZ, checked)
             }
-            "/bypass" => match single_number(&m) {
-                Ok(v) => {
-                    p.bypass = v >= 0.5;
-                    Outcome::Changed
-                }
-                Err(e) => e,
-            },
-            "/key" => {
-                let key = match m.args.as_slice() {
-                    [OscType::String(name)] => parse_key(name),
-                    [arg] => number(arg).filter(|v| (0.0..12.0).contains(v)).map(|v| v as u8),
-                    _ => None,
-                };
-                match key {
-                    Some(key) => {
-                        s.set_key(key);
-                        Outcome::Changed
-                    }
-                    None => bad("expects a note name C..B or 0..11"),
-                }
-            }
-            "/scale" => {
-                let scale = match m.args.as_slice() {
-                    [OscType::String(name)] => Scale::parse(name),
-                    [arg] => number(arg)
-                        .filter(|v| *v >= 0.0 && (*v as usize) < SCALES.len())
-                        .map(|v| Scale::Named(v as usize)),
-                    _ => None,
-                };
-                match scale {
-                    Some(scale) => {
-                        s.set_scale(s.key, scale);
-                        Outcome::Changed
-                    }
-                    None => bad(format!("expects a scale name or 0..{}", SCALES.len() - 1)),
-                }
-            }
-            "/notes" => {
-                let mask = match m.args.as_slice() {
-                    [one] => number(one).filter(|v| (0.0..4096.0).contains(v) && v.fract() == 0.0).map(|v| v as u16),
-                    twelve if twelve.len() == 12 => twelve.iter().enumerate().try_fold(0u16, |mask, (class, arg)| {
-                        number(arg).map(|v| if v >= 0.5 { mask | 1 << class } else { mask })
-                    }),
-                    _ => None,
-                };
-                match mask {
-                    Some(mask) => {
-                        s.set_notes(mask);
-                        Outcome::Changed
-                    }
-                    None => bad("expects 12 flags (C..B) or one int mask 0..4095"),
-                }
-            }
+            TARGET_RELEASE => set(p, MODE, Ok(self.default_mode.value())),
             // A name, optionally followed by a button's value (control surfaces append one).
-            "/preset" => match m.args.as_slice() {
+            _ => match m.args.as_slice() {
                 [OscType::String(name), ..] => match self.presets.0.get(name) {
                     Some(preset) => {
-                        preset.apply(s);
+                        preset.apply(p);
                         Outcome::Changed
                     }
                     None => bad(format!("unknown preset {name:?}; known: {}", self.preset_names())),
                 },
                 _ => bad("expects a preset name"),
             },
-            notes_class => {
-                let class = notes_class.strip_prefix("/notes/").and_then(|c| c.parse::<u8>().ok()).filter(|c| *c < 12);
-                match (class, single_number(&m)) {
-                    (None, _) => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
-                    (Some(_), Err(e)) => e,
-                    (Some(class), Ok(v)) => {
-                        let mask = if v >= 0.5 { p.scale_mask | 1 << class } else { p.scale_mask & !(1 << class) };
-                        s.set_notes(mask);
-                        Outcome::Changed
-                    }
-                }
-            }
         }
     }
 
@@ -501,7 +488,7 @@ impl OscService {
         self.presets.0.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
-    fn apply_service(&mut self, m: OscMessage, to: SocketAddr) -> Outcome {
+    fn apply_service(&mut self, m: OscMessage, from: SocketAddr) -> Outcome {
         let Some(path) = self.path(&m.addr) else {
             return Outcome::Error(ErrorCode::UnknownAddress, format!("unknown address (the root is {})", self.root));
         };
@@ -509,8 +496,9 @@ impl OscService {
             "/ping" => Outcome::Reply(vec![self.message("/pong", m.args)]),
             "/status" => Outcome::Reply(vec![self.message("/status.reply", self.status_args())]),
             "/dump" => Outcome::Reply(self.parameter_messages(&self.controls.get())),
-            "/subscribe" => self.subscribe(&m, to),
+            "/subscribe" => self.subscribe(&m, from),
             "/unsubscribe" => {
+                let to = self.reply_to(from);
                 self.subscribers.retain(|s| s.addr != to);
                 Outcome::Changed
             }
@@ -523,7 +511,7 @@ impl OscService {
                 if let Some(Err(reason)) = name.as_deref().map(|n| crate::app::model_in_dir(&self.models_dir, n)) {
                     return Outcome::Error(ErrorCode::Refused, reason);
                 }
-                match self.requests.send(Request::ReloadModel(name)) {
+                match self.requests.send(Request::ReloadModel { name, from }) {
                     Ok(()) => Outcome::Changed,
                     Err(_) => bad("the supervisor is shutting down"),
                 }
@@ -544,22 +532,30 @@ impl OscService {
     }
 
     /// `/subscribe [i port] [f rate]`: a 10 s lease on meters and parameter feedback, renewed
-    /// by subscribing again. Replies with every parameter, so a new surface starts in sync.
-    fn subscribe(&mut self, m: &OscMessage, to: SocketAddr) -> Outcome {
-        let numbers: Option<Vec<f64>> = m.args.iter().map(number).collect();
-        let (port, rate) = match numbers.as_deref() {
-            Some([]) => (to.port(), DEFAULT_METER_RATE),
-            Some([port]) => (*port as u16, DEFAULT_METER_RATE),
-            Some([port, rate]) => (*port as u16, *rate as f32),
-            _ => return bad("expects [port] [rate]"),
+    /// by subscribing again. Port 0 or none is the port the request came from (or
+    /// `osc.reply_port`); a lone float is the rate. Replies with every parameter, so a new
+    /// surface starts in sync.
+    fn subscribe(&mut self, m: &OscMessage, from: SocketAddr) -> Outcome {
+        let is_int = |a: &OscType| matches!(a, OscType::Int(_) | OscType::Long(_));
+        let (port, rate) = match m.args.as_slice() {
+            [] => (Some(0.0), Some(f64::from(DEFAULT_METER_RATE))),
+            [rate] if !is_int(rate) => (Some(0.0), number(rate)),
+            [port] => (number(port), Some(f64::from(DEFAULT_METER_RATE))),
+            [port, rate] if is_int(port) => (number(port), number(rate)),
+            _ => return bad("expects [i port] [f rate]"),
         };
-        if !(METER_RATE.0..=METER_RATE.1).contains(&rate) || port == 0 {
-            let (lo, hi) = METER_RATE;
-            return Outcome::Error(ErrorCode::OutOfRange, format!("port must be 1..65535 and rate {lo}..={hi} Hz"));
+        let (Some(port), Some(rate)) = (port, rate) else { return bad("expects [i port] [f rate]") };
+        let (lo, hi) = METER_RATE;
+        if !(0.0..=65535.0).contains(&port) {
+            return Outcome::Error(ErrorCode::OutOfRange, format!("port {port} is outside 0..=65535"));
         }
-        let addr = SocketAddr::new(to.ip(), if m.args.is_empty() { to.port() } else { port });
+        if !(f64::from(lo)..=f64::from(hi)).contains(&rate) {
+            return Outcome::Error(ErrorCode::OutOfRange, format!("rate {rate} is outside {lo}..={hi} Hz"));
+        }
+        let to = self.reply_to(from);
+        let addr = if port == 0.0 { to } else { SocketAddr::new(from.ip(), port as u16) };
         let now = Instant::now();
-        let period = Duration::from_secs_f32(1.0 / rate);
+        let period = Duration::from_secs_f64(1.0 / rate);
         match self.subscribers.iter_mut().find(|s| s.addr == addr) {
             Some(s) => {
                 s.period = period;
@@ -592,28 +588,13 @@ impl OscService {
     }
 }
 
-fn set_number(m: &OscMessage, (lo, hi): (f32, f32), value: &mut f32) -> Outcome {
-    match single_number(m) {
-        Err(e) => e,
-        Ok(v) if (f64::from(lo)..=f64::from(hi)).contains(&v) => {
-            *value = v as f32;
-            Outcome::Changed
-        }
-        Ok(v) => Outcome::Error(ErrorCode::OutOfRange, format!("{v} is outside {lo}..={hi}")),
-    }
-}
-
-fn single_number(m: &OscMessage) -> Result<f64, Outcome> {
-    match m.args.as_slice() {
+fn single_number(args: &[OscType]) -> Result<f64, Outcome> {
+    match args {
         [arg] => {
             number(arg).filter(|v| v.is_finite()).ok_or_else(|| bad(format!("expects a finite number, got {arg:?}")))
         }
         args => Err(bad(format!("expects one number, got {} arguments", args.len()))),
     }
-}
-
-fn note_of(hz: f32, tuning: f32) -> f32 {
-    69.0 + 12.0 * (hz / tuning).log2()
 }
 
 fn flatten(packet: OscPacket, out: &mut Vec<OscMessage>) {

@@ -22,9 +22,12 @@ const KEY_NAMES: [(&str, u8); 17] = [
     ("B", 11),
 ];
 
+/// The names pitch classes are reported by, C = 0.
+pub const NOTE_NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+
 /// The name a key is reported by.
 pub fn key_name(key: u8) -> &'static str {
-    ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"][usize::from(key % 12)]
+    NOTE_NAMES[usize::from(key % 12)]
 }
 
 /// "C".."B" (sharps or flats, any case) to 0..11.
@@ -33,52 +36,71 @@ pub fn parse_key(name: &str) -> Option<u8> {
     KEY_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
 }
 
-/// A named scale, or a custom set of pitch classes (set with `/autotune/notes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scale {
-    Named(usize),
-    Custom,
-}
-
-/// Every named scale: (name, semitones above the key). Index = the scale's number over OSC.
-pub const SCALES: [(&str, &[u8]); 15] = [
-    ("chromatic", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
-    ("major", &[0, 2, 4, 5, 7, 9, 11]),
-    ("natural_minor", &[0, 2, 3, 5, 7, 8, 10]),
-    ("harmonic_minor", &[0, 2, 3, 5, 7, 8, 11]),
-    ("ionian", &[0, 2, 4, 5, 7, 9, 11]),
-    ("dorian", &[0, 2, 3, 5, 7, 9, 10]),
-    ("phrygian", &[0, 1, 3, 5, 7, 8, 10]),
-    ("lydian", &[0, 2, 4, 6, 7, 9, 11]),
-    ("mixolydian", &[0, 2, 4, 5, 7, 9, 10]),
-    ("aeolian", &[0, 2, 3, 5, 7, 8, 10]),
-    ("locrian", &[0, 1, 3, 5, 6, 8, 10]),
-    ("major_pentatonic", &[0, 2, 4, 7, 9]),
-    ("minor_pentatonic", &[0, 3, 5, 7, 10]),
-    ("blues", &[0, 3, 5, 6, 7, 10]),
-    ("whole_tone", &[0, 2, 4, 6, 8, 10]),
+/// Every scale's name, in OSC order (the scale parameter's value is the index); the last is the
+/// custom set of pitch classes made with `/autotune/notes`.
+pub const SCALE_NAMES: [&str; 16] = [
+    "chromatic",
+    "major",
+    "natural_minor",
+    "harmonic_minor",
+    "ionian",
+    "dorian",
+    "phrygian",
+    "lydian",
+    "mixolydian",
+    "aeolian",
+    "locrian",
+    "major_pentatonic",
+    "minor_pentatonic",
+    "blues",
+    "whole_tone",
+    "custom",
 ];
 
-impl Scale {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scale::Named(i) => SCALES[i].0,
-            Scale::Custom => "custom",
-        }
-    }
+/// The scale index of the custom set.
+pub const CUSTOM: usize = SCALE_NAMES.len() - 1;
 
-    /// A scale by name ("minor" is the natural minor), or by its number.
-    pub fn parse(name: &str) -> Option<Scale> {
-        let name = name.trim().to_ascii_lowercase().replace([' ', '-'], "_");
-        let name = if name == "minor" { "natural_minor".to_owned() } else { name };
-        SCALES.iter().position(|(n, _)| *n == name).map(Scale::Named)
-    }
+/// Semitones above the key of each named scale, indexed like [`SCALE_NAMES`].
+const SCALE_STEPS: [&[u8]; CUSTOM] = [
+    &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    &[0, 2, 4, 5, 7, 9, 11],
+    &[0, 2, 3, 5, 7, 8, 10],
+    &[0, 2, 3, 5, 7, 8, 11],
+    &[0, 2, 4, 5, 7, 9, 11],
+    &[0, 2, 3, 5, 7, 9, 10],
+    &[0, 1, 3, 5, 7, 8, 10],
+    &[0, 2, 4, 6, 7, 9, 11],
+    &[0, 2, 4, 5, 7, 9, 10],
+    &[0, 2, 3, 5, 7, 8, 10],
+    &[0, 1, 3, 5, 6, 8, 10],
+    &[0, 2, 4, 7, 9],
+    &[0, 3, 5, 7, 10],
+    &[0, 3, 5, 6, 7, 10],
+    &[0, 2, 4, 6, 8, 10],
+];
 
-    /// The allowed pitch classes with `key` as the tonic (bit 0 = C); `None` for a custom set.
-    pub fn mask(self, key: u8) -> Option<u16> {
-        let Scale::Named(i) = self else { return None };
-        Some(SCALES[i].1.iter().fold(0u16, |m, step| m | 1 << ((key + step) % 12)))
-    }
+/// A scale by name ("minor" is the natural minor; spaces and dashes count as underscores).
+pub fn parse_scale(name: &str) -> Option<usize> {
+    let name = name.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+    let name = if name == "minor" { "natural_minor" } else { &name };
+    SCALE_NAMES.iter().position(|n| *n == name)
+}
+
+/// The allowed pitch classes of scale `scale` with `key` as the tonic (bit 0 = C); `None` for
+/// the custom set, which keeps whatever notes were set.
+pub fn scale_mask(scale: usize, key: u8) -> Option<u16> {
+    let steps = SCALE_STEPS.get(scale)?;
+    Some(steps.iter().fold(0u16, |m, step| m | 1 << ((key + step) % 12)))
+}
+
+/// The frequency of MIDI note `note` (fractional) with A4 = `tuning_hz`.
+pub fn note_hz(note: f32, tuning_hz: f32) -> f32 {
+    tuning_hz * ((note - 69.0) / 12.0).exp2()
+}
+
+/// The MIDI note (fractional) of `hz` with A4 = `tuning_hz`.
+pub fn hz_note(hz: f32, tuning_hz: f32) -> f32 {
+    69.0 + 12.0 * (hz / tuning_hz).log2()
 }
 
 #[cfg(test)]
@@ -88,8 +110,8 @@ mod tests {
     #[test]
     fn c_major_and_a_minor_share_the_white_keys() {
         let white = 0b1010_1011_0101;
-        assert_eq!(Scale::parse("major").unwrap().mask(0), Some(white));
-        assert_eq!(Scale::parse("Minor").unwrap().mask(parse_key("a").unwrap()), Some(white));
+        assert_eq!(scale_mask(parse_scale("major").unwrap(), 0), Some(white));
+        assert_eq!(scale_mask(parse_scale("Minor").unwrap(), parse_key("a").unwrap()), Some(white));
     }
 
     #[test]
@@ -102,13 +124,20 @@ mod tests {
 
     #[test]
     fn every_named_scale_contains_its_tonic() {
-        for (i, (name, _)) in SCALES.iter().enumerate() {
-            assert_eq!(Scale::parse(name), Some(Scale::Named(i)));
+        for (i, name) in SCALE_NAMES.iter().enumerate().take(CUSTOM) {
+            assert_eq!(parse_scale(name), Some(i));
             for key in 0..12 {
-                assert!(Scale::Named(i).mask(key).unwrap() & (1 << key) != 0);
+                assert!(scale_mask(i, key).unwrap() & (1 << key) != 0);
             }
         }
-        assert_eq!(Scale::parse("whole tone"), Some(Scale::Named(14)));
-        assert_eq!(Scale::Custom.mask(0), None);
+        assert_eq!(parse_scale("whole tone"), Some(14));
+        assert_eq!(scale_mask(CUSTOM, 0), None);
+    }
+
+    #[test]
+    fn notes_and_hertz_invert_each_other() {
+        assert_eq!(note_hz(69.0, 440.0), 440.0);
+        assert!((note_hz(60.0, 440.0) - 261.6256).abs() < 1e-3);
+        assert!((hz_note(note_hz(57.3, 432.0), 432.0) - 57.3).abs() < 1e-4);
     }
 }

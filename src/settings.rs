@@ -1,44 +1,116 @@
 //! Settings, read by the supervisor at start and on SIGHUP: built-in defaults, then the TOML
-//! file, then `AUTOTUNED_*` environment variables, then `--set key=value` flags; every key is
-//! known and range-checked, and an error names the key.
+//! file, then `AUTOTUNED_<SECTION>__<KEY>` environment variables, then `--set key=value` flags.
+//! Every key is known and range-checked (the parameters by their table row), an error names the
+//! key and where its value came from, and relative paths resolve against the file that named
+//! them (or the working directory for the environment and flags).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use config::{Config, Environment, File, FileFormat};
+use config::{Config, File, FileFormat, Source, ValueKind};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::control::ControlState;
+use crate::control::apply;
+use crate::parameters::{by_preset_key, by_setting, sections, Id, KEY, TABLE};
 use crate::rt::{Mode, Params};
-use crate::scales::{parse_key, Scale};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("settings: {0}")]
     Parse(String),
-    #[error("settings: `{key}` = {value}: {reason}")]
-    Invalid { key: String, value: String, reason: String },
+    #[error("settings: {origin}`{key}` = {value}: {reason}")]
+    Invalid { origin: String, key: String, value: String, reason: String },
     #[error("settings: --set {0:?} is not key=value")]
     Override(String),
 }
 
-fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid { key: key.into(), value: value.to_string(), reason: reason.into() }
+/// Where a setting's value came from, for error messages and path resolution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Default,
+    File(PathBuf),
+    Environment(String),
+    Flag,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+impl fmt::Display for Origin {
+    /// A prefix for messages: empty for defaults, else the source and ": ".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => Ok(()),
+            Origin::File(path) => write!(f, "{}: ", path.display()),
+            Origin::Environment(name) => write!(f, "environment variable {name}: "),
+            Origin::Flag => write!(f, "--set: "),
+        }
+    }
+}
+
+/// A value as a layer gave it.
+#[derive(Clone, Debug, PartialEq)]
+enum Raw {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl fmt::Display for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Raw::Text(t) => write!(f, "{t}"),
+            Raw::List(items) => write!(f, "{items:?}"),
+        }
+    }
+}
+
+/// Sections whose keys are typed fields here rather than parameter-table rows.
+const TYPED_SECTIONS: [&str; 4] = ["jack", "model", "osc", "log"];
+/// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
+const LIST_KEYS: [&str; 3] = ["jack.connect_inputs", "jack.connect_outputs", "osc.allow"];
+/// Keys that hold paths, resolved against the directory of the file that set them.
+const PATH_KEYS: [&str; 2] = ["model.dir", "model.onnxruntime"];
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub jack: JackSettings,
     pub model: ModelSettings,
     pub osc: OscSettings,
-    pub tuning: TuningSettings,
-    pub midi: MidiSettings,
     pub log: LogSettings,
+    /// The start-up value of every parameter ([tuning] and [midi]).
+    pub params: Params,
     /// Named parameter sets, recalled with `/autotune/preset s name`.
     pub presets: Presets,
+    /// What loading ignored (e.g. `AUTOTUNED_*` variables that are not settings), to log once
+    /// logging is up.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut params = Params::default();
+        let key = params.get(KEY);
+        apply(&mut params, KEY, key);
+        Settings {
+            jack: JackSettings::default(),
+            model: ModelSettings::default(),
+            osc: OscSettings::default(),
+            log: LogSettings::default(),
+            params,
+            presets: Presets::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The typed sections, deserialized by `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Typed {
+    jack: JackSettings,
+    model: ModelSettings,
+    osc: OscSettings,
+    log: LogSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -78,63 +150,9 @@ pub struct OscSettings {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct TuningSettings {
-    /// The start-up mode, and the one `/autotune/target/release` returns to.
-    pub mode: String,
-    pub strength: f32,
-    pub target_hz: f32,
-    pub retune_ms: f32,
-    pub tuning_hz: f32,
-    pub key: String,
-    pub scale: String,
-    pub transpose: f32,
-    pub bypass: bool,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MidiSettings {
-    /// Semitones a full pitch bend on `midi_in` moves the target.
-    pub bend_range: f32,
-    /// Channel (1..16) of the notes sent on `midi_out`.
-    pub out_channel: u8,
-    /// Voicing confidence (0..1) a sung note needs to be sent.
-    pub out_threshold: f32,
-    /// How long a note must hold before its note-on is sent, ms.
-    pub out_min_note_ms: f32,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// error, warn, info, debug or trace; `RUST_LOG` wins when set.
     pub level: String,
-}
-
-/// A preset: the parameters it sets; the others keep their values.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Preset {
-    pub mode: Option<String>,
-    pub strength: Option<f32>,
-    pub retune_ms: Option<f32>,
-    pub target_hz: Option<f32>,
-    pub tuning_hz: Option<f32>,
-    pub key: Option<String>,
-    pub scale: Option<String>,
-    pub transpose: Option<f32>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct Presets(pub BTreeMap<String, Preset>);
-
-impl Default for Presets {
-    fn default() -> Self {
-        let natural = Preset { strength: Some(0.8), retune_ms: Some(80.0), ..Preset::default() };
-        let hard = Preset { strength: Some(1.0), retune_ms: Some(0.0), ..Preset::default() };
-        Presets(BTreeMap::from([("natural".to_owned(), natural), ("hard".to_owned(), hard)]))
-    }
 }
 
 impl Default for JackSettings {
@@ -166,228 +184,288 @@ impl Default for OscSettings {
     }
 }
 
-impl Default for TuningSettings {
-    fn default() -> Self {
-        TuningSettings {
-            mode: "auto".into(),
-            strength: 1.0,
-            target_hz: 440.0,
-            retune_ms: 0.0,
-            tuning_hz: 440.0,
-            key: "C".into(),
-            scale: "chromatic".into(),
-            transpose: 0.0,
-            bypass: false,
-        }
-    }
-}
-
-impl Default for MidiSettings {
-    fn default() -> Self {
-        MidiSettings { bend_range: 2.0, out_channel: 1, out_threshold: 0.6, out_min_note_ms: 60.0 }
-    }
-}
-
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings { level: "info".into() }
     }
 }
 
-/// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
-const LIST_KEYS: [&str; 3] = ["jack.connect_inputs", "jack.connect_outputs", "osc.allow"];
-
-/// Ranges shared with the OSC address space.
-pub const STRENGTH: (f32, f32) = (0.0, 1.0);
-pub const TARGET_HZ: (f32, f32) = (20.0, 2000.0);
-pub const RETUNE_MS: (f32, f32) = (0.0, 1000.0);
-pub const TUNING_HZ: (f32, f32) = (400.0, 480.0);
-pub const TRANSPOSE: (f32, f32) = (-24.0, 24.0);
-
-fn range(key: &str, v: f32, (lo, hi): (f32, f32)) -> Result<(), SettingsError> {
-    if (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(invalid(key, v, format!("must be in {lo}..={hi}")))
-    }
-}
+/// A preset: the parameters it sets, in the order given; the others keep their values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preset(pub Vec<(Id, f32)>);
 
 impl Preset {
-    fn check(&self, name: &str) -> Result<(), SettingsError> {
-        let key = |k: &str| format!("presets.{name}.{k}");
-        let ranged = [
-            ("strength", self.strength, STRENGTH),
-            ("retune_ms", self.retune_ms, RETUNE_MS),
-            ("target_hz", self.target_hz, TARGET_HZ),
-            ("tuning_hz", self.tuning_hz, TUNING_HZ),
-            ("transpose", self.transpose, TRANSPOSE),
-        ];
-        for (k, v, r) in ranged {
-            if let Some(v) = v {
-                range(&key(k), v, r)?;
-            }
-        }
-        check_names(
-            &key("mode"),
-            self.mode.as_deref(),
-            &key("key"),
-            self.key.as_deref(),
-            &key("scale"),
-            self.scale.as_deref(),
-        )
-    }
-
-    /// Sets what this preset names on `state`.
-    pub fn apply(&self, state: &mut ControlState) {
-        let p = &mut state.params;
-        if let Some(mode) = self.mode.as_deref().and_then(Mode::parse) {
-            p.mode = mode;
-        }
-        p.strength = self.strength.unwrap_or(p.strength);
-        p.retune_ms = self.retune_ms.unwrap_or(p.retune_ms);
-        p.target_hz = self.target_hz.unwrap_or(p.target_hz);
-        p.tuning_hz = self.tuning_hz.unwrap_or(p.tuning_hz);
-        p.transpose = self.transpose.unwrap_or(p.transpose);
-        let key = self.key.as_deref().and_then(parse_key).unwrap_or(state.key);
-        match self.scale.as_deref().and_then(Scale::parse) {
-            Some(scale) => state.set_scale(key, scale),
-            None => state.set_key(key),
+    /// Sets what this preset names.
+    pub fn apply(&self, params: &mut Params) {
+        for &(id, value) in &self.0 {
+            apply(params, id, value);
         }
     }
 }
 
-fn check_names(
-    mode_key: &str,
-    mode: Option<&str>,
-    key_key: &str,
-    key: Option<&str>,
-    scale_key: &str,
-    scale: Option<&str>,
-) -> Result<(), SettingsError> {
-    if let Some(m) = mode.filter(|m| Mode::parse(m).is_none()) {
-        return Err(invalid(mode_key, m, "must be auto, midi or manual"));
+#[derive(Clone, Debug, PartialEq)]
+pub struct Presets(pub BTreeMap<String, Preset>);
+
+impl Default for Presets {
+    fn default() -> Self {
+        use crate::parameters::{RETUNE_MS, STRENGTH};
+        let natural = Preset(vec![(STRENGTH, 0.8), (RETUNE_MS, 80.0)]);
+        let hard = Preset(vec![(STRENGTH, 1.0), (RETUNE_MS, 0.0)]);
+        Presets(BTreeMap::from([("natural".to_owned(), natural), ("hard".to_owned(), hard)]))
     }
-    if let Some(k) = key.filter(|k| parse_key(k).is_none()) {
-        return Err(invalid(key_key, k, "must be a note name C..B (with # or b)"));
+}
+
+/// The layered values, key → (value, where it came from); later layers replace earlier ones.
+#[derive(Default)]
+struct Layers {
+    values: BTreeMap<String, (Raw, Origin)>,
+    warnings: Vec<String>,
+}
+
+impl Layers {
+    fn set(&mut self, key: String, raw: Raw, origin: Origin) {
+        // A preset given by a later layer replaces the earlier one whole.
+        if let Some(name) = key.strip_prefix("presets.").and_then(|k| k.split_once('.')).map(|(n, _)| n) {
+            let prefix = format!("presets.{name}.");
+            let replaced = self.values.iter().any(|(k, (_, o))| k.starts_with(&prefix) && !same_layer(o, &origin));
+            if replaced {
+                self.values.retain(|k, _| !k.starts_with(&prefix));
+            }
+        }
+        self.values.insert(key, (raw, origin));
     }
-    if let Some(s) = scale.filter(|s| Scale::parse(s).is_none()) {
-        return Err(invalid(scale_key, s, "must be a scale name listed in the README"));
+
+    fn file(&mut self, path: &Path) -> Result<(), SettingsError> {
+        // Read it here, so a missing, unreadable or empty file is one clear error naming it.
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SettingsError::Parse(format!("cannot read {}: {e}", path.display())))?;
+        if text.trim().is_empty() {
+            return Err(SettingsError::Parse(format!(
+                "{} is empty (leave out --config to run on the defaults)",
+                path.display()
+            )));
+        }
+        let table = File::from_str(&text, FileFormat::Toml)
+            .collect()
+            .map_err(|e| SettingsError::Parse(format!("{}: {e}", path.display())))?;
+        let origin = Origin::File(path.to_owned());
+        let mut leaves = Vec::new();
+        flatten(String::new(), table, &mut leaves)
+            .map_err(|e| SettingsError::Parse(format!("{}: {e}", path.display())))?;
+        for (key, raw) in leaves {
+            self.set(key, raw, origin.clone());
+        }
+        Ok(())
+    }
+
+    /// `AUTOTUNED_<SECTION>__<KEY>` variables; other `AUTOTUNED_*` ones are warned about.
+    fn environment(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        let known = known_sections();
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("AUTOTUNED_") else { continue };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let section = key.split_once('.').map(|(s, _)| s);
+            if section.is_some_and(|s| known.contains(&s)) && !key.ends_with('.') {
+                let raw = if LIST_KEYS.contains(&key.as_str()) { list(&value) } else { Raw::Text(value) };
+                self.set(key, raw, Origin::Environment(name));
+            } else {
+                self.warnings.push(format!(
+                    "environment variable {name} is not a setting and is ignored (settings are \
+                     AUTOTUNED_<SECTION>__<KEY> with a section of: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+
+    fn flag(&mut self, flag: &str) -> Result<(), SettingsError> {
+        let (key, value) = flag.split_once('=').ok_or_else(|| SettingsError::Override(flag.to_owned()))?;
+        let (key, value) = (key.trim().to_owned(), value.trim());
+        let raw = if LIST_KEYS.contains(&key.as_str()) { list(value) } else { Raw::Text(value.to_owned()) };
+        self.set(key, raw, Origin::Flag);
+        Ok(())
+    }
+}
+
+fn known_sections() -> Vec<&'static str> {
+    let mut known: Vec<&str> = TYPED_SECTIONS.to_vec();
+    known.extend(sections());
+    known.push("presets");
+    known
+}
+
+fn list(text: &str) -> Raw {
+    Raw::List(text.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect())
+}
+
+fn flatten(
+    prefix: String,
+    table: config::Map<String, config::Value>,
+    out: &mut Vec<(String, Raw)>,
+) -> Result<(), String> {
+    for (name, value) in table {
+        let key = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+        match value.kind {
+            ValueKind::Table(inner) => flatten(key, inner, out)?,
+            ValueKind::Array(items) => {
+                let items = items.into_iter().map(|v| v.into_string().map_err(|e| format!("`{key}`: {e}")));
+                let items = items.collect::<Result<_, _>>()?;
+                out.push((key, Raw::List(items)));
+            }
+            kind => {
+                let text = config::Value::new(None, kind).into_string().map_err(|e| format!("`{key}`: {e}"))?;
+                out.push((key, Raw::Text(text)));
+            }
+        }
     }
     Ok(())
 }
 
+fn invalid(origin: &Origin, key: &str, value: impl ToString, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        origin: origin.to_string(),
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A `config` source holding one key or many, for deserializing the typed sections.
+fn typed(values: &[(&str, &Raw)]) -> Result<Typed, config::ConfigError> {
+    let mut builder = Config::builder();
+    for (key, raw) in values {
+        builder = match raw {
+            Raw::Text(t) => builder.set_override(*key, t.as_str())?,
+            Raw::List(items) => builder.set_override(*key, items.clone())?,
+        };
+    }
+    builder.build()?.try_deserialize()
+}
+
 impl Settings {
-    /// Layers defaults, `file` (if any), the environment and `overrides` ("key=value").
+    /// Layers defaults, `file` (if any), the process environment and `overrides` ("key=value").
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Settings, SettingsError> {
-        let mut builder = Config::builder();
+        Settings::load_with(file, std::env::vars(), overrides)
+    }
+
+    /// [`Settings::load`] with the environment given.
+    pub fn load_with(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Settings, SettingsError> {
+        let mut layers = Layers::default();
         if let Some(path) = file {
-            // Read it here, so a missing, unreadable or empty file is one clear error naming it.
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SettingsError::Parse(format!("cannot read {}: {e}", path.display())))?;
-            if text.trim().is_empty() {
-                return Err(SettingsError::Parse(format!(
-                    "{} is empty (leave out --config to run on the defaults)",
-                    path.display()
-                )));
-            }
-            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+            layers.file(path)?;
         }
-        builder = builder.add_source(
-            Environment::with_prefix("AUTOTUNED")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key(LIST_KEYS[0])
-                .with_list_parse_key(LIST_KEYS[1])
-                .with_list_parse_key(LIST_KEYS[2]),
-        );
+        layers.environment(environment);
         for o in overrides {
-            let (key, value) = o.split_once('=').ok_or_else(|| SettingsError::Override(o.clone()))?;
-            let (key, value) = (key.trim(), value.trim());
-            builder = if LIST_KEYS.contains(&key) {
-                let items: Vec<String> =
-                    value.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect();
-                builder.set_override(key, items)
-            } else {
-                builder.set_override(key, value)
-            }
-            .map_err(|e| SettingsError::Parse(e.to_string()))?;
+            layers.flag(o)?;
         }
-        let origin = file.map_or_else(String::new, |p| format!("{}: ", p.display()));
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| SettingsError::Parse(format!("{origin}{e}")))?;
-        settings.check()?;
+        Settings::from_layers(layers)
+    }
+
+    fn from_layers(layers: Layers) -> Result<Settings, SettingsError> {
+        let defaults = Settings::default();
+        let mut params = defaults.params;
+        let mut presets = defaults.presets.0;
+        let mut user_presets: BTreeMap<String, Preset> = BTreeMap::new();
+        let mut typed_values = Vec::new();
+        for (key, (raw, origin)) in &layers.values {
+            let (section, rest) = key.split_once('.').unwrap_or((key, ""));
+            if TYPED_SECTIONS.contains(&section) {
+                // One key at a time, so an error is pinned on the layer that gave it.
+                typed(&[(key, raw)]).map_err(|e| invalid(origin, key, raw, e.to_string()))?;
+                typed_values.push((key.as_str(), raw));
+            } else if section == "presets" {
+                let (name, field) = rest.split_once('.').unwrap_or((rest, ""));
+                let id = by_preset_key(field).ok_or_else(|| {
+                    let known: Vec<&str> = TABLE.iter().filter(|r| r.preset).map(|r| r.name).collect();
+                    invalid(origin, key, raw, format!("not a preset key; presets may set: {}", known.join(", ")))
+                })?;
+                let value = parse_row(id, key, raw, origin)?;
+                user_presets.entry(name.to_owned()).or_default().0.push((id, value));
+            } else if sections().contains(&section) {
+                let id = by_setting(key).ok_or_else(|| {
+                    let known: Vec<&str> =
+                        TABLE.iter().filter_map(|r| r.setting?.strip_prefix(&format!("{section}."))).collect();
+                    invalid(origin, key, raw, format!("unknown setting; [{section}] has: {}", known.join(", ")))
+                })?;
+                let value = parse_row(id, key, raw, origin)?;
+                apply(&mut params, id, value);
+            } else {
+                return Err(invalid(
+                    origin,
+                    key,
+                    raw,
+                    format!("unknown section [{section}]; the sections are: {}", known_sections().join(", ")),
+                ));
+            }
+        }
+        presets.extend(user_presets);
+        let typed = typed(&typed_values).map_err(|e| SettingsError::Parse(e.to_string()))?;
+        let mut settings = Settings {
+            jack: typed.jack,
+            model: typed.model,
+            osc: typed.osc,
+            log: typed.log,
+            params,
+            presets: Presets(presets),
+            warnings: layers.warnings,
+        };
+        let origin = |key: &str| layers.values.get(key).map_or(Origin::Default, |(_, o)| o.clone());
+        settings.check(&origin)?;
+        settings.resolve_paths(&origin);
         Ok(settings)
     }
 
-    fn check(&self) -> Result<(), SettingsError> {
-        let t = &self.tuning;
-        range("tuning.strength", t.strength, STRENGTH)?;
-        range("tuning.target_hz", t.target_hz, TARGET_HZ)?;
-        range("tuning.retune_ms", t.retune_ms, RETUNE_MS)?;
-        range("tuning.tuning_hz", t.tuning_hz, TUNING_HZ)?;
-        range("tuning.transpose", t.transpose, TRANSPOSE)?;
-        check_names("tuning.mode", Some(&t.mode), "tuning.key", Some(&t.key), "tuning.scale", Some(&t.scale))?;
-        range("midi.bend_range", self.midi.bend_range, (0.0, 24.0))?;
-        range("midi.out_threshold", self.midi.out_threshold, (0.0, 1.0))?;
-        range("midi.out_min_note_ms", self.midi.out_min_note_ms, (0.0, 2000.0))?;
-        if !(1..=16).contains(&self.midi.out_channel) {
-            return Err(invalid("midi.out_channel", self.midi.out_channel, "must be in 1..=16"));
-        }
-        for (name, preset) in &self.presets.0 {
-            preset.check(name)?;
-        }
+    fn check(&self, origin: &dyn Fn(&str) -> Origin) -> Result<(), SettingsError> {
+        let fail = |key: &str, value: &dyn fmt::Display, reason: &str| Err(invalid(&origin(key), key, value, reason));
         if self.osc.bind.parse::<SocketAddr>().is_err() {
-            return Err(invalid("osc.bind", &self.osc.bind, "must be address:port, e.g. 127.0.0.1:9000"));
+            return fail("osc.bind", &self.osc.bind, "must be address:port, e.g. 127.0.0.1:9000");
         }
         if !self.osc.root.starts_with('/') || self.osc.root.len() < 2 || self.osc.root.ends_with('/') {
-            return Err(invalid("osc.root", &self.osc.root, "must look like /autotune"));
+            return fail("osc.root", &self.osc.root, "must look like /autotune");
         }
-        for net in &self.osc.allow {
-            if net.parse::<IpNet>().is_err() {
-                return Err(invalid("osc.allow", net, "must be networks like 127.0.0.0/8 or ::1/128"));
-            }
+        if let Some(net) = self.osc.allow.iter().find(|n| n.parse::<IpNet>().is_err()) {
+            return fail("osc.allow", net, "must be networks like 127.0.0.0/8 or ::1/128");
         }
         if !(1..=1000).contains(&self.osc.errors_per_second) {
-            return Err(invalid("osc.errors_per_second", self.osc.errors_per_second, "must be in 1..=1000"));
+            return fail("osc.errors_per_second", &self.osc.errors_per_second, "must be in 1..=1000");
         }
         if self.jack.client_name.is_empty() || self.jack.client_name.len() > 63 {
-            return Err(invalid("jack.client_name", &self.jack.client_name, "must be 1..=63 characters"));
+            return fail("jack.client_name", &self.jack.client_name, "must be 1..=63 characters");
         }
         if self.model.file.is_empty() || Path::new(&self.model.file).components().count() != 1 {
-            return Err(invalid("model.file", &self.model.file, "must be a file name inside model.dir"));
+            return fail("model.file", &self.model.file, "must be a file name inside model.dir");
         }
         if log_level(&self.log.level).is_none() {
-            return Err(invalid("log.level", &self.log.level, "must be error, warn, info, debug or trace"));
+            return fail("log.level", &self.log.level, "must be error, warn, info, debug or trace");
         }
         Ok(())
     }
 
-    /// The mode `/autotune/target/release` returns to.
-    pub fn default_mode(&self) -> Mode {
-        Mode::parse(&self.tuning.mode).unwrap_or(Mode::Auto)
+    /// Makes `model.dir` and `model.onnxruntime` absolute: against the directory of the file
+    /// that set them, else the working directory.
+    fn resolve_paths(&mut self, origin: &dyn Fn(&str) -> Origin) {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let absolute = |key: &str, path: &Path| -> PathBuf {
+            let base = match origin(key) {
+                Origin::File(file) => cwd.join(file).parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone()),
+                _ => cwd.clone(),
+            };
+            normalize(&base.join(path))
+        };
+        debug_assert_eq!(PATH_KEYS, ["model.dir", "model.onnxruntime"]);
+        self.model.dir = absolute(PATH_KEYS[0], &self.model.dir);
+        if !self.model.onnxruntime.is_empty() {
+            self.model.onnxruntime = absolute(PATH_KEYS[1], Path::new(&self.model.onnxruntime)).display().to_string();
+        }
     }
 
-    /// The parameters the engine starts with.
-    pub fn initial_state(&self) -> ControlState {
-        let t = &self.tuning;
-        let params = Params {
-            strength: t.strength,
-            mode: self.default_mode(),
-            target_hz: t.target_hz,
-            retune_ms: t.retune_ms,
-            tuning_hz: t.tuning_hz,
-            scale_mask: 0x0fff,
-            transpose: t.transpose,
-            bend_range: self.midi.bend_range,
-            bypass: t.bypass,
-        };
-        let mut state = ControlState { params, key: 0, scale: Scale::Named(0) };
-        state.set_scale(parse_key(&t.key).unwrap_or(0), Scale::parse(&t.scale).unwrap_or(Scale::Named(0)));
-        state
+    /// The mode `/autotune/target/release` returns to.
+    pub fn default_mode(&self) -> Mode {
+        self.params.mode()
     }
 
     /// The parsed `osc.allow` networks (checked at load).
@@ -404,6 +482,32 @@ impl Settings {
     }
 }
 
+fn parse_row(id: Id, key: &str, raw: &Raw, origin: &Origin) -> Result<f32, SettingsError> {
+    match raw {
+        Raw::Text(text) => id.row().parse(text).map_err(|reason| invalid(origin, key, text, reason)),
+        Raw::List(_) => Err(invalid(origin, key, raw, "must be a single value, not a list")),
+    }
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the path may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 pub fn log_level(name: &str) -> Option<log::LevelFilter> {
     name.parse().ok()
+}
+
+fn same_layer(a: &Origin, b: &Origin) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
 }

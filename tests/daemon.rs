@@ -10,7 +10,6 @@ use common::*;
 use rosc::OscType;
 
 /// Latency of the default model at 44.1 kHz (its `latency_samples` metadata).
-const MODEL_LATENCY: usize = 222;
 const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
 
@@ -75,7 +74,7 @@ fn bypass_is_bit_identical_after_the_known_delay() {
     // Recording and playing share the same cycles: the lag is the model latency plus whole
     // JACK periods (the graph's feedback loop through the test client).
     let lag = bypass_delay(&played, &recorded);
-    assert_eq!((lag - MODEL_LATENCY) % 512, 0, "lag {lag} is not {MODEL_LATENCY} + whole periods");
+    assert_eq!((lag - model_latency()) % 512, 0, "lag {lag} is not {} + whole periods", model_latency());
 }
 
 #[test]
@@ -106,6 +105,7 @@ fn sighup_swaps_the_model_without_a_gap_and_a_corrupt_one_is_refused() {
     write_config("corrupt.onnx");
     daemon.signal(SIGHUP);
     client.record(1.0, &mut recorded);
+    daemon.wait_for_log(&format!("{}: ONNX Runtime cannot load it", dir.join("corrupt.onnx").display()));
     assert!(model_name(&daemon).starts_with("gain-half"), "a corrupt model replaced the running one");
     client.close();
 
@@ -188,21 +188,4 @@ fn longest_run(samples: &[f32], quiet: impl Fn(f32) -> bool) -> usize {
         longest = longest.max(run);
     }
     longest
-}
-
-/// `depth` bundles, each holding the next, the innermost holding a ping.
-pub fn nested_bundles(depth: usize) -> Vec<u8> {
-    let mut packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
-        addr: "/autotune/ping".into(),
-        args: vec![],
-    }))
-    .unwrap();
-    for _ in 0..depth {
-        let mut bundle = b"#bundle\0".to_vec();
-        bundle.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
-        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
-        bundle.extend_from_slice(&packet);
-        packet = bundle;
-    }
-    packet
 }

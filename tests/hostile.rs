@@ -6,55 +6,29 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use autotuned::parameters::TABLE;
 use common::*;
 use rosc::{OscMessage, OscPacket, OscType};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-const ADDRESSES: [&str; 14] = [
-    "/autotune/strength",
-    "/autotune/retune/ms",
-    "/autotune/target/hz",
-    "/autotune/target/note",
-    "/autotune/mode",
-    "/autotune/key",
-    "/autotune/scale",
-    "/autotune/notes",
-    "/autotune/tuning",
-    "/autotune/transpose",
-    "/autotune/bypass",
-    "/autotune/preset",
-    "/autotune/subscribe",
-    "/autotune/model/reload",
-];
-
-fn nested(depth: usize) -> Vec<u8> {
-    let mut packet =
-        rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: "/autotune/ping".into(), args: vec![] })).unwrap();
-    for _ in 0..depth {
-        let mut bundle = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
-        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
-        bundle.extend_from_slice(&packet);
-        packet = bundle;
-    }
-    packet
+/// Every parameter's address from the table, plus the views and services that take arguments.
+fn addresses() -> Vec<String> {
+    let mut all: Vec<String> = TABLE.iter().map(|row| format!("/autotune{}", row.address)).collect();
+    all.extend(
+        [
+            "/autotune/target/note",
+            "/autotune/notes/3",
+            "/autotune/preset",
+            "/autotune/subscribe",
+            "/autotune/model/reload",
+        ]
+        .map(String::from),
+    );
+    all
 }
 
 fn datagram(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
-    let address = ADDRESSES[rng.below(ADDRESSES.len())];
+    let addresses = addresses();
+    let address = addresses[rng.below(addresses.len())].as_str();
     let weird = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, f32::MAX, f32::MIN_POSITIVE, 1e30, -1e30];
     match rng.below(7) {
         0 => (0..rng.below(2000)).map(|_| rng.next() as u8).collect(),
@@ -71,7 +45,7 @@ fn datagram(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
             }
             d
         }
-        2 => nested(1 + rng.below(3000)),
+        2 => nested_bundles(1 + rng.below(3000)),
         3 => {
             let text = "\u{1F3A4}".repeat(rng.below(14_000));
             rosc::encoder::encode(&OscPacket::Message(OscMessage {

@@ -7,10 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use autotuned::model::ModelError;
+use autotuned::parameters::{BYPASS, FORMANT_PRESERVE, MODE, NOTES, RETUNE_MS, STRENGTH, TARGET_HZ};
 use autotuned::rt::{Command, Meters, Mode, Params, Processor, ProcessorRings, RtEvent, SharedParams};
 use autotuned::BLOCK;
 use common::*;
 use rtrb::RingBuffer;
+
+fn manual(hz: f32) -> Params {
+    Params::default().with(MODE, Mode::Manual.value()).with(TARGET_HZ, hz)
+}
 
 fn refusal(name: &str) -> String {
     match runtime().load(&fixture(name), None) {
@@ -26,7 +31,8 @@ fn the_default_models_offer_the_whole_contract() {
         assert_eq!(contract.sample_rate, rate);
         assert!(contract.latency_samples > 0);
         let (_, lacks) = contract.features();
-        assert!(lacks.is_empty(), "{file} lacks {lacks:?}");
+        // Formant preservation arrives with model v3 (issue 12).
+        assert_eq!(lacks, ["formant_preserve"], "{file}");
         assert_eq!(contract.slots.state.len(), 2, "history and state pairs");
     }
 }
@@ -38,7 +44,16 @@ fn a_base_contract_model_loads_with_features_reported_missing() {
     assert!(has.is_empty());
     assert_eq!(
         lacks,
-        ["scale_mask", "tuning_hz", "retune_ms", "transpose", "detected_pitch", "applied_target_hz", "state"]
+        [
+            "retune_ms",
+            "tuning_hz",
+            "scale_mask",
+            "transpose",
+            "formant_preserve",
+            "detected_pitch",
+            "applied_target_hz",
+            "state"
+        ]
     );
 }
 
@@ -107,7 +122,7 @@ fn nan_from_the_model_falls_back_to_dry_audio_and_is_counted() {
     let blocks = input.len() / BLOCK;
     let clean = run(&mut rig, &input[..blocks * BLOCK]);
     assert_eq!(clean, input[..blocks * BLOCK], "identity below 1 kHz target");
-    rig.params.store(&Params { mode: Mode::Manual, target_hz: 1500.0, ..Params::default() });
+    rig.params.store(&manual(1500.0));
     let out = run(&mut rig, &input[..blocks * BLOCK]);
     assert!(out.iter().all(|x| x.is_finite()));
     assert_eq!(out, input[..blocks * BLOCK], "fallback is the dry input (latency 0)");
@@ -117,7 +132,7 @@ fn nan_from_the_model_falls_back_to_dry_audio_and_is_counted() {
 
 #[test]
 fn persistent_faults_unload_the_model() {
-    let mut rig = rig(&fixture("nan.onnx"), Params { mode: Mode::Manual, target_hz: 1500.0, ..Params::default() });
+    let mut rig = rig(&fixture("nan.onnx"), manual(1500.0));
     let input = vec![0.1f32; BLOCK * 101];
     run(&mut rig, &input);
     let mut unloaded = false;
@@ -142,8 +157,7 @@ fn non_finite_input_never_reaches_the_output() {
 
 #[test]
 fn the_engine_corrects_a_tone_and_bypass_crossfades() {
-    let mut rig =
-        rig(&root().join("models/autotune.onnx"), Params { mode: Mode::Manual, target_hz: 196.0, ..Params::default() });
+    let mut rig = rig(&root().join("models/autotune.onnx"), manual(196.0));
     let sung = 196.0 * 2f32.powf(-45.0 / 1200.0);
     let input = sine(sung, 4.0, 0.3);
     let half = input.len() / BLOCK / 2 * BLOCK;
@@ -151,7 +165,7 @@ fn the_engine_corrects_a_tone_and_bypass_crossfades() {
     let error = cents(zero_crossing_hz(&corrected[half / 2..]), 196.0);
     assert!(error.abs() < 2.0, "{error} cents from the target");
 
-    rig.params.store(&Params { bypass: true, mode: Mode::Manual, target_hz: 196.0, ..Params::default() });
+    rig.params.store(&manual(196.0).with(BYPASS, 1.0));
     let out = run(&mut rig, &input[half..2 * half]);
     let joined: Vec<f32> = corrected.iter().chain(&out).copied().collect();
     let max_step = joined.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
@@ -206,14 +220,12 @@ fn parameter_changes_land_between_blocks_without_a_click() {
     let mut output = vec![0.0f32; blocks * BLOCK];
     for b in 0..blocks {
         let step = b / 5;
-        let params = Params {
-            strength: if step % 3 == 0 { 0.0 } else { 1.0 },
-            mode: if step % 2 == 0 { Mode::Auto } else { Mode::Manual },
-            target_hz: if step % 4 < 2 { 180.0 } else { 230.0 },
-            scale_mask: if step % 5 == 0 { 0b1010_1011_0101 } else { 0x0fff },
-            retune_ms: if step % 6 == 0 { 0.0 } else { 40.0 },
-            ..Params::default()
-        };
+        let params = Params::default()
+            .with(STRENGTH, if step % 3 == 0 { 0.0 } else { 1.0 })
+            .with(MODE, if step % 2 == 0 { Mode::Auto } else { Mode::Manual }.value())
+            .with(TARGET_HZ, if step % 4 < 2 { 180.0 } else { 230.0 })
+            .with(NOTES, if step % 5 == 0 { 2741.0 } else { 4095.0 })
+            .with(RETUNE_MS, if step % 6 == 0 { 0.0 } else { 40.0 });
         rig.params.store(&params);
         rig.processor.process(&input[b * BLOCK..(b + 1) * BLOCK], &mut output[b * BLOCK..(b + 1) * BLOCK], None);
     }
@@ -227,4 +239,25 @@ fn parameter_changes_land_between_blocks_without_a_click() {
         .map(|(i, w)| (i, (w[1] - w[0]).abs()))
         .fold((0, 0.0f32), |m, (i, s)| if s > m.1 { (i, s) } else { m });
     assert!(step <= limit, "a step of {step} at sample {at} (block {}), limit {limit}", at / BLOCK);
+}
+
+#[test]
+fn a_model_whose_latency_the_dry_path_cannot_follow_is_refused() {
+    let e = refusal("long_latency.onnx");
+    assert!(e.contains("latency_samples") && e.contains("9000") && e.contains("8192"), "{e}");
+}
+
+#[test]
+fn a_table_row_with_a_model_input_feeds_the_model() {
+    // formant_preserve is one row in the parameter table and nothing else; the fixture's output
+    // is its input times that value.
+    let mut rig = rig(&fixture("formant_gain.onnx"), Params::default().with(FORMANT_PRESERVE, 0.25));
+    let input = sine(220.0, 0.2, 0.5);
+    let mut output = vec![0.0f32; BLOCK];
+    rig.processor.process(&input[..BLOCK], &mut output, None);
+    let ratio = output.iter().map(|x| x.abs()).sum::<f32>() / input[..BLOCK].iter().map(|x| x.abs()).sum::<f32>();
+    assert!((ratio - 0.25).abs() < 1e-4, "{ratio}");
+    rig.params.store(&Params::default().with(FORMANT_PRESERVE, 1.0));
+    rig.processor.process(&input[BLOCK..2 * BLOCK], &mut output, None);
+    assert!(output.iter().zip(&input[BLOCK..]).all(|(y, x)| (y - x).abs() < 1e-6));
 }

@@ -59,11 +59,41 @@ fn check_model_prints_the_contract() {
     let run = autotuned(&["check-model", "models/autotune.onnx"]);
     assert!(run.status.success());
     let text = String::from_utf8_lossy(&run.stdout);
+    let (_, contract) = runtime().load(&root().join("models/autotune.onnx"), None).unwrap();
+    let latency = format!("latency {} samples", contract.latency_samples);
     assert!(
-        text.contains("history") && text.contains("latency 222 samples") && text.contains("unavailable  none"),
+        text.contains("history") && text.contains(&latency) && text.contains("unavailable  formant_preserve"),
         "{text}"
     );
     let run = autotuned(&["check-model", "tests/fixtures/wrong_shape.onnx"]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("audio_buffer"));
+}
+
+#[test]
+fn the_plot_draws_the_input_target_and_output_pitch() {
+    let dir = std::env::temp_dir().join(unique("at-plot"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output, png) = (dir.join("in.wav"), dir.join("out.wav"), dir.join("pitch.png"));
+    write_wav(&input, &sine(220.0 * 2f32.powf(40.0 / 1200.0), 1.5, 0.3), RATE, 1);
+    let args = ["process", input.to_str().unwrap(), output.to_str().unwrap(), "--plot", png.to_str().unwrap()];
+    let run = autotuned(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let image = image::open(&png).expect("a PNG").to_rgb8();
+    assert_eq!(image.dimensions(), (autotuned::plot::WIDTH, autotuned::plot::HEIGHT));
+    let count = |c: plotters::style::RGBColor| image.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count();
+    for (name, color) in
+        [("input", autotuned::plot::INPUT), ("target", autotuned::plot::TARGET), ("output", autotuned::plot::OUTPUT)]
+    {
+        assert!(count(color) > 500, "the {name} line is missing ({} pixels)", count(color));
+    }
+    // The output line sits on the target (A3), 40 cents below the input: its mean row is
+    // below the input's (rows grow downwards), by about 0.4 semitone of the note grid.
+    let mean_row = |c: plotters::style::RGBColor| {
+        let rows: Vec<u32> =
+            image.enumerate_pixels().filter(|(_, _, p)| p.0 == [c.0, c.1, c.2]).map(|(_, y, _)| y).collect();
+        rows.iter().sum::<u32>() as f32 / rows.len() as f32
+    };
+    assert!(mean_row(autotuned::plot::OUTPUT) > mean_row(autotuned::plot::INPUT) + 5.0);
+    std::fs::remove_dir_all(dir).unwrap();
 }

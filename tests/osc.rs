@@ -5,11 +5,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 
 use autotuned::control::{Controls, Status};
-use autotuned::osc::{self, OscService, Request};
+use autotuned::osc::{self, Answer, OscService, Request};
+use autotuned::parameters::{RETUNE_MS, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 use autotuned::rt::{Meters, Mode};
 use autotuned::settings::Settings;
 use common::OscClient;
@@ -19,6 +20,7 @@ struct Server {
     addr: SocketAddr,
     controls: Arc<Controls>,
     requests: Receiver<Request>,
+    answers: Sender<Answer>,
     stop: Arc<AtomicBool>,
 }
 
@@ -31,13 +33,14 @@ impl Drop for Server {
 fn server(errors_per_second: u32) -> Server {
     let mut settings = Settings::default();
     settings.osc.errors_per_second = errors_per_second;
-    let controls = Arc::new(Controls::new(settings.initial_state()));
+    let controls = Arc::new(Controls::new(settings.params));
     let (tx, requests) = mpsc::channel();
-    let service =
-        OscService::new(&settings, Arc::clone(&controls), Arc::new(Status::default()), Arc::new(Meters::default()), tx);
+    let (answers, answer_rx) = mpsc::channel();
+    let (status, meters) = (Arc::new(Status::default()), Arc::new(Meters::default()));
+    let service = OscService::new(&settings, Arc::clone(&controls), status, meters, tx, answer_rx);
     let stop = Arc::new(AtomicBool::new(false));
     let (_thread, addr) = osc::spawn("127.0.0.1:0", service, Arc::clone(&stop)).unwrap();
-    Server { addr, controls, requests, stop }
+    Server { addr, controls, requests, answers, stop }
 }
 
 /// Datagrams are handled in order: once a ping is answered, everything before it was applied.
@@ -68,22 +71,22 @@ fn set_and_query_round_trip_with_lenient_types() {
 
     c.send(s.addr, "/autotune/target/hz", float(330.0));
     sync(&c, &s);
-    assert_eq!(s.controls.get().params.mode, Mode::Manual);
+    assert_eq!(s.controls.get().mode(), Mode::Manual);
     assert_eq!(c.request(s.addr, "/autotune/target/hz", vec![]).unwrap().args, float(330.0));
     c.send(s.addr, "/autotune/mode", vec![OscType::String("auto".into())]);
     assert_eq!(c.request(s.addr, "/autotune/mode", vec![]).unwrap().args, vec![OscType::String("auto".into())]);
     c.send(s.addr, "/autotune/target/note", vec![OscType::Float(69.5)]);
     sync(&c, &s);
-    let hz = s.controls.get().params.target_hz;
+    let hz = s.controls.get().get(TARGET_HZ);
     assert!((hz - 442.0 * 2f32.powf(0.5 / 12.0)).abs() < 1e-3, "{hz}");
     let OscType::Float(note) = c.request(s.addr, "/autotune/target/note", vec![]).unwrap().args[0] else { panic!() };
     assert!((note - 69.5).abs() < 1e-4);
     c.send(s.addr, "/autotune/mode", vec![OscType::Int(1)]);
     sync(&c, &s);
-    assert_eq!(s.controls.get().params.mode, Mode::Midi);
+    assert_eq!(s.controls.get().mode(), Mode::Midi);
     c.send(s.addr, "/autotune/target/release", vec![]);
     sync(&c, &s);
-    assert_eq!(s.controls.get().params.mode, Mode::Auto, "release returns to the configured mode");
+    assert_eq!(s.controls.get().mode(), Mode::Auto, "release returns to the configured mode");
 
     assert_eq!(
         c.request(s.addr, "/autotune/ping", vec![OscType::Int(7)]).unwrap(),
@@ -152,23 +155,15 @@ fn a_bundle_is_applied_at_once() {
     });
     c.send_raw(s.addr, &rosc::encoder::encode(&bundle).unwrap());
     sync(&c, &s);
-    let p = s.controls.get().params;
-    assert_eq!((p.strength, p.target_hz, p.retune_ms, p.mode), (0.3, 250.0, 40.0, Mode::Manual));
+    let p = s.controls.get();
+    assert_eq!((p.get(STRENGTH), p.get(TARGET_HZ), p.get(RETUNE_MS), p.mode()), (0.3, 250.0, 40.0, Mode::Manual));
 }
 
 #[test]
 fn nested_bundles_and_arrays_are_refused_before_decoding() {
     let s = server(100);
     let c = OscClient::new();
-    let mut packet =
-        rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: "/autotune/ping".into(), args: vec![] })).unwrap();
-    for _ in 0..3000 {
-        let mut bundle = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
-        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
-        bundle.extend_from_slice(&packet);
-        packet = bundle;
-    }
-    c.send_raw(s.addr, &packet);
+    c.send_raw(s.addr, &common::nested_bundles(3000));
     let reply = c.receive().unwrap();
     assert_eq!((reply.addr.as_str(), &reply.args[1]), ("/autotune/error", &OscType::Int(5)));
 
@@ -203,13 +198,8 @@ fn error_replies_are_rate_limited() {
 fn random_and_mutated_datagrams_do_not_crash_the_server() {
     let s = server(1000);
     let c = OscClient::new();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = common::Rng(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next();
     let valid = rosc::encoder::encode(&OscPacket::Message(OscMessage {
         addr: "/autotune/strength".into(),
         args: vec![OscType::Float(0.5), OscType::String("x".into())],
@@ -241,9 +231,9 @@ fn random_and_mutated_datagrams_do_not_crash_the_server() {
     common::wait_for(std::time::Duration::from_secs(20), "a pong after the flood", || {
         c2.request(s.addr, "/autotune/ping", vec![]).is_some_and(|m| m.addr == "/autotune/pong")
     });
-    let p = s.controls.get().params;
-    assert!(p.strength.is_finite() && (0.0..=1.0).contains(&p.strength));
-    assert!((20.0..=2000.0).contains(&p.target_hz) && (400.0..=480.0).contains(&p.tuning_hz));
+    let p = s.controls.get();
+    assert!((0.0..=1.0).contains(&p.get(STRENGTH)));
+    assert!((20.0..=2000.0).contains(&p.get(TARGET_HZ)) && (400.0..=480.0).contains(&p.get(TUNING_HZ)));
 }
 
 #[test]
@@ -252,16 +242,32 @@ fn model_reload_is_passed_to_the_supervisor() {
     let c = OscClient::new();
     c.send(s.addr, "/autotune/model/reload", vec![OscType::String("autotune-48k.onnx".into())]);
     sync(&c, &s);
-    assert_eq!(s.requests.try_recv().unwrap(), Request::ReloadModel(Some("autotune-48k.onnx".into())));
+    let Request::ReloadModel { name, from } = s.requests.try_recv().unwrap();
+    assert_eq!(name.as_deref(), Some("autotune-48k.onnx"));
     let reply = c.request(s.addr, "/autotune/model/reload", vec![OscType::Int(3)]).unwrap();
     assert_eq!(reply.args[1], OscType::Int(2));
+
+    // The supervisor's answer reaches the sender: the reason as an error, or what now runs.
+    let failed = Answer { to: from, path: "/model/reload", outcome: Err("made for 48000 Hz".into()) };
+    s.answers.send(failed).unwrap();
+    let error = c.receive().unwrap();
+    assert_eq!(error.addr, "/autotune/error");
+    assert_eq!(error.args[0], OscType::String("/autotune/model/reload".into()));
+    assert_eq!(error.args[1], OscType::Int(7));
+    assert_eq!(error.args[2], OscType::String("made for 48000 Hz".into()));
+    s.answers.send(Answer { to: from, path: "/model/reload", outcome: Ok("autotune 2".into()) }).unwrap();
+    let done = c.receive().unwrap();
+    assert_eq!(
+        (done.addr.as_str(), &done.args[0]),
+        ("/autotune/model/reload.reply", &OscType::String("autotune 2".into()))
+    );
 }
 
 #[test]
 fn key_scale_notes_and_presets_drive_the_scale_mask() {
     let s = server(100);
     let c = OscClient::new();
-    let mask = || s.controls.get().params.scale_mask;
+    let mask = || s.controls.get().scale_mask();
     c.send(s.addr, "/autotune/scale", vec![OscType::String("major".into())]);
     c.send(s.addr, "/autotune/key", vec![OscType::String("G".into())]);
     sync(&c, &s);
@@ -292,13 +298,13 @@ fn key_scale_notes_and_presets_drive_the_scale_mask() {
 
     c.send(s.addr, "/autotune/preset", vec![OscType::String("natural".into())]);
     sync(&c, &s);
-    let p = s.controls.get().params;
-    assert_eq!((p.strength, p.retune_ms), (0.8, 80.0));
+    let p = s.controls.get();
+    assert_eq!((p.get(STRENGTH), p.get(RETUNE_MS)), (0.8, 80.0));
     let names = c.request(s.addr, "/autotune/preset", vec![]).unwrap().args;
     assert_eq!(names, vec![OscType::String("hard".into()), OscType::String("natural".into())]);
     c.send(s.addr, "/autotune/transpose", float(-12.5));
     sync(&c, &s);
-    assert_eq!(s.controls.get().params.transpose, -12.5);
+    assert_eq!(s.controls.get().get(TRANSPOSE), -12.5);
 }
 
 #[test]
@@ -413,7 +419,7 @@ fn the_readme_lists_every_address() {
     for address in addresses {
         assert!(readme.contains(&format!("`{address}`")), "README does not list {address}");
     }
-    for (name, _) in autotuned::scales::SCALES {
+    for name in autotuned::scales::SCALE_NAMES {
         assert!(readme.contains(&format!("`{name}`")), "README does not list the scale {name}");
     }
 }

@@ -10,10 +10,10 @@ use common::*;
 use rosc::OscType;
 
 /// Latency of the default 44.1 kHz model (its `latency_samples`).
-const MODEL_LATENCY: u32 = 222;
 
 #[test]
 fn any_period_corrects_and_reports_its_latency() {
+    let latency = model_latency() as u32;
     let _jack = jack_lock();
     for period in [64u32, 256, 512, 1000, 1024] {
         let server = JackServer::start(RATE, period);
@@ -45,10 +45,10 @@ fn any_period_corrects_and_reports_its_latency() {
         // minimum is the node's own delay.
         let reported = reported.0;
         assert!(measured.abs_diff(reported) <= period, "period {period}: measured {measured}, reported {reported}");
-        assert!((MODEL_LATENCY..MODEL_LATENCY + 512).contains(&reported), "{reported}");
+        assert!((latency..latency + 512).contains(&reported), "{reported}");
         if period == 512 || period == 1024 {
-            assert_eq!(reported, MODEL_LATENCY, "no re-blocking delay at a multiple of 512");
-            assert_eq!((measured - MODEL_LATENCY) % period, 0, "measured {measured}");
+            assert_eq!(reported, latency, "no re-blocking delay at a multiple of 512");
+            assert_eq!((measured - latency) % period, 0, "measured {measured}");
         }
     }
 }
@@ -167,27 +167,29 @@ fn osc_allow_list_and_model_directory_are_enforced() {
 
     let allow = "osc.allow=10.0.0.0/8";
     let port = free_udp_port();
+    let client = unique("at");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_autotuned"))
         .current_dir(root())
-        .args([
-            "--set",
-            &format!("jack.server_name={}", server.name),
-            "--set",
-            &format!("jack.client_name={}", unique("at")),
-        ])
+        .args(["--set", &format!("jack.server_name={}", server.name), "--set", &format!("jack.client_name={client}")])
         .args(["--set", &format!("osc.bind=127.0.0.1:{port}"), "--set", allow])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Serving (its ports are up) and alive, yet silent to a sender outside the allow list.
+    wait_for(Duration::from_secs(30), "the daemon's ports", || {
+        server.ports().is_some_and(|ports| ports.iter().any(|p| p == &format!("{client}:out")))
+    });
     let reply = osc.request(std::net::SocketAddr::from(([127, 0, 0, 1], port)), "/autotune/ping", vec![]);
+    let alive = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();
+    assert!(alive, "the daemon died");
     assert!(reply.is_none(), "a sender outside osc.allow got an answer");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_period_change_while_running_is_followed() {
+    let latency = model_latency() as u32;
     let _jack = jack_lock();
     let server = JackServer::start(RATE, 512);
     let daemon = Daemon::start(&server, None, &[], &[]);
@@ -201,7 +203,7 @@ fn a_period_change_while_running_is_followed() {
     wait_for(Duration::from_secs(5), "the new period in the status", || daemon.status()[2] == OscType::Int(256));
     let status = daemon.status();
     assert_eq!(status[7], OscType::String("running".into()));
-    assert_eq!(status[5], OscType::Int(MODEL_LATENCY as i32 + 256), "latency includes the re-blocking delay");
+    assert_eq!(status[5], OscType::Int(latency as i32 + 256), "latency includes the re-blocking delay");
     let osc = OscClient::new();
     osc.send(daemon.osc, "/autotune/target/hz", vec![OscType::Float(247.0)]);
     let (tone, _) = looping_tone(240.0, 0.3);
@@ -210,7 +212,7 @@ fn a_period_change_while_running_is_followed() {
     client.record(2.0, &mut recorded);
     let reported = client.capture_latency(&format!("{}:out", daemon.client));
     client.close();
-    assert_eq!(reported.0, MODEL_LATENCY + 256);
+    assert_eq!(reported.0, latency + 256);
     let out_hz = median_hz(&recorded[recorded.len() - RATE as usize..]);
     assert!(cents(out_hz, 247.0).abs() <= 5.0, "{out_hz:.2} Hz after the period change");
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use autotuned::parameters::{FORMANT_PRESERVE, STRENGTH};
 use autotuned::settings::Settings;
 use common::root;
 
@@ -12,9 +13,11 @@ fn shipped() -> std::path::PathBuf {
 
 #[test]
 fn the_shipped_config_loads_and_documents_the_defaults() {
-    let settings = Settings::load(Some(&shipped()), &[]).unwrap();
+    let mut settings = Settings::load(Some(&shipped()), &[]).unwrap();
+    // model.dir = "../models" is relative to the file, so it names the checkout's models.
+    assert_eq!(settings.model_path(), root().join("models/autotune.onnx"));
+    settings.model.dir = Settings::default().model.dir;
     assert_eq!(settings, Settings::default());
-    assert_eq!(settings.model_path(), std::path::Path::new("models/autotune.onnx"));
 }
 
 #[test]
@@ -32,7 +35,7 @@ fn every_key_in_the_shipped_file_has_a_comment() {
 fn overrides_win_over_the_file() {
     let overrides = ["tuning.strength=0.25", "osc.bind=127.0.0.1:9100", "jack.connect_outputs=a:1, b:2"];
     let s = Settings::load(Some(&shipped()), &overrides.map(String::from)).unwrap();
-    assert_eq!(s.tuning.strength, 0.25);
+    assert_eq!(s.params.get(STRENGTH), 0.25);
     assert_eq!(s.osc.bind, "127.0.0.1:9100");
     assert_eq!(s.jack.connect_outputs, ["a:1", "b:2"]);
 }
@@ -112,4 +115,55 @@ fn corrupt_truncated_empty_and_unreadable_configs_each_give_one_clear_error() {
     let e = Settings::load(Some(&unreadable), &[]).unwrap_err().to_string();
     assert!(e.contains("cannot read") && e.contains("a-directory.toml"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn only_section_key_variables_are_settings_and_their_errors_name_the_variable() {
+    let vars = env(&[("AUTOTUNED_CMD", "/usr/bin/autotuned"), ("AUTOTUNED_NOWHERE__KEY", "1")]);
+    let s = Settings::load_with(Some(&shipped()), vars, &[]).unwrap();
+    assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("AUTOTUNED_CMD") && s.warnings[0].contains("ignored"), "{:?}", s.warnings);
+
+    let vars = env(&[("AUTOTUNED_TUNING__FORMANT_PRESERVE", "0.25")]);
+    let s = Settings::load_with(Some(&shipped()), vars, &[]).unwrap();
+    assert_eq!(s.params.get(FORMANT_PRESERVE), 0.25, "a new table row is a setting with no other change");
+
+    for (name, value) in [("AUTOTUNED_TUNING__STRENGTH", "7"), ("AUTOTUNED_OSC__COLOUR", "blue")] {
+        let e = Settings::load_with(Some(&shipped()), env(&[(name, value)]), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("environment variable {name}")), "{e}");
+        assert!(!e.contains("autotuned.toml"), "the file is not to blame: {e}");
+    }
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file_or_the_working_directory() {
+    let dir = std::env::temp_dir().join(common::unique("at-paths"));
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    let file = dir.join("etc/autotuned.toml");
+    std::fs::write(&file, "[model]\ndir = \"../share/models\"\nonnxruntime = \"lib/libonnxruntime.so\"\n").unwrap();
+    let s = Settings::load_with(Some(&file), env(&[]), &[]).unwrap();
+    assert_eq!(s.model.dir, dir.join("share/models"));
+    assert_eq!(s.onnxruntime(), Some(dir.join("etc/lib/libonnxruntime.so").as_path()));
+    let cwd = std::env::current_dir().unwrap();
+    let s = Settings::load_with(Some(&file), env(&[]), &["model.dir=here".into()]).unwrap();
+    assert_eq!(s.model.dir, cwd.join("here"));
+    let s = Settings::load_with(Some(&file), env(&[("AUTOTUNED_MODEL__DIR", "there")]), &[]).unwrap();
+    assert_eq!(s.model.dir, cwd.join("there"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn presets_take_every_preset_key_of_the_table() {
+    let overrides = ["presets.breathy.formant_preserve=0.5".to_owned(), "presets.breathy.key=Eb".to_owned()];
+    let s = Settings::load_with(Some(&shipped()), env(&[]), &overrides).unwrap();
+    assert!(s.presets.0.contains_key("natural") && s.presets.0.contains_key("hard"));
+    let mut p = s.params;
+    s.presets.0["breathy"].apply(&mut p);
+    assert_eq!(p.get(FORMANT_PRESERVE), 0.5);
+    let e = Settings::load_with(None, env(&[]), &["presets.x.bypass=true".into()]).unwrap_err().to_string();
+    assert!(e.contains("not a preset key"), "{e}");
 }

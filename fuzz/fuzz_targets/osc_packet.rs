@@ -16,8 +16,10 @@ fn service() -> &'static Mutex<OscService> {
     SERVICE.get_or_init(|| {
         let settings = Settings::default();
         let (requests, _) = std::sync::mpsc::channel();
-        let controls = Arc::new(Controls::new(settings.initial_state()));
-        Mutex::new(OscService::new(&settings, controls, Arc::new(Status::default()), Arc::new(Meters::default()), requests))
+        let (_, answers) = std::sync::mpsc::channel();
+        let controls = Arc::new(Controls::new(settings.params));
+        let (status, meters) = (Arc::new(Status::default()), Arc::new(Meters::default()));
+        Mutex::new(OscService::new(&settings, controls, status, meters, requests, answers))
     })
 }
 

@@ -1,19 +1,17 @@
 //! The JACK node: client, ports, notifications, latency reporting and connections (supervisor
-//! and JACK notification threads), and the process handler that re-blocks each period for the
-//! [`Processor`] (JACK thread).
+//! and JACK notification threads), and the process handler, which only hands the period's port
+//! buffers to [`Engine`] (JACK thread).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 
 use jack::{
     AudioIn, AudioOut, Client, ClientOptions, Control, Frames, MidiIn, MidiOut, Port, PortFlags, ProcessScope, RawMidi,
 };
 
 use crate::control::Status;
-use crate::rt::{Meters, MidiInput, NoteTracker, Processor, Reblocker};
-use crate::settings::{JackSettings, MidiSettings};
-use crate::BLOCK;
+use crate::rt::{Engine, Meters, Reblocker};
+use crate::settings::JackSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JackError {
@@ -33,8 +31,6 @@ pub struct ServerEvents {
     pub shut_down: AtomicBool,
     /// The period the process handler last saw (0 before the first).
     pub period: AtomicU32,
-    /// The node's delay from `in` to `out`, samples: re-blocking plus the model.
-    pub latency: AtomicU32,
     /// Some port appeared, so configured connections may now be possible.
     pub ports_changed: AtomicBool,
 }
@@ -45,57 +41,30 @@ pub struct ProcessHandler {
     output: Port<AudioOut>,
     midi_in: Port<MidiIn>,
     midi_out: Port<MidiOut>,
-    held: MidiInput,
-    notes: NoteTracker,
-    processor: Processor,
-    reblocker: Reblocker,
-    /// False when the server's rate or period is one the model cannot serve.
-    serving: bool,
-    model_rate: Option<u32>,
-    server_rate: u32,
+    engine: Engine,
     events: Arc<ServerEvents>,
-    meters: Arc<Meters>,
 }
 
 impl jack::ProcessHandler for ProcessHandler {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
-        let started = Instant::now();
-        for event in self.midi_in.iter(ps) {
-            self.held.feed(event.bytes);
-        }
-        let input = self.input.as_slice(ps);
-        let output = self.output.as_mut_slice(ps);
-        if !self.serving {
-            output.copy_from_slice(input);
-            return Control::Continue;
-        }
-        let Self { processor, reblocker, held, notes, midi_out, .. } = self;
-        let mut writer = midi_out.writer(ps);
-        reblocker.process(input, output, |block_in, block_out| {
-            let params = processor.params();
-            let report = processor.process(block_in, block_out, held.target_note(params.bend_range));
-            let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
-            let note = if sung_hz > 0.0 { 69.0 + 12.0 * (sung_hz / params.tuning_hz).log2() } else { -1.0 };
-            for message in notes.update(note, report.confidence).iter().flatten() {
+        let mut writer = self.midi_out.writer(ps);
+        self.engine.process(
+            self.input.as_slice(ps),
+            self.output.as_mut_slice(ps),
+            self.midi_in.iter(ps).map(|event| event.bytes),
+            |message| {
                 // A full port buffer drops the message; nothing on this thread may wait or allocate.
                 let _ = writer.write(&RawMidi { time: 0, bytes: message });
-            }
-        });
-        self.events.latency.store((self.processor.latency() + self.reblocker.delay()) as u32, Relaxed);
-        self.meters.callbacks.record(started.elapsed().as_nanos() as u64);
+            },
+        );
         Control::Continue
     }
 
     fn buffer_size(&mut self, _: &Client, size: Frames) -> Control {
-        self.reblocker.set_period(size as usize);
-        self.serving = servable(size, self.server_rate, self.model_rate);
+        self.engine.set_period(size as usize);
         self.events.period.store(size, Relaxed);
         Control::Continue
     }
-}
-
-fn servable(period: Frames, server_rate: u32, model_rate: Option<u32>) -> bool {
-    Reblocker::supports(period as usize) && model_rate.is_none_or(|r| r == server_rate)
 }
 
 /// Why audio would pass through unprocessed at this rate and period, if it would.
@@ -150,7 +119,7 @@ impl jack::NotificationHandler for Notifications {
 struct LatencyReport {
     input: *mut jack_sys::jack_port_t,
     output: *mut jack_sys::jack_port_t,
-    events: Arc<ServerEvents>,
+    meters: Arc<Meters>,
 }
 
 /// JACK asks, per direction, what latency our ports add: the upstream capture latency plus our
@@ -159,7 +128,7 @@ unsafe extern "C" fn report_latency(mode: jack_sys::jack_latency_callback_mode_t
     // SAFETY: `arg` is the `LatencyReport` boxed in the `JackNode`, which outlives the client
     // (the client is closed before the box is dropped), and JACK passes it back unchanged.
     let report = unsafe { &*(arg as *const LatencyReport) };
-    let ours = report.events.latency.load(Relaxed);
+    let ours = report.meters.latency();
     let (from, to) = if mode == jack_sys::JackCaptureLatency {
         (report.input, report.output)
     } else {
@@ -216,7 +185,7 @@ pub fn open(settings: &JackSettings) -> Result<OpenClient, JackError> {
 
 /// The parts of the node that do not come from JACK.
 pub struct NodeParts {
-    pub processor: Processor,
+    pub processor: crate::rt::Processor,
     /// The rate the loaded model is made for; `None` without a model.
     pub model_rate: Option<u32>,
     pub status: Arc<Status>,
@@ -226,26 +195,23 @@ pub struct NodeParts {
 impl OpenClient {
     /// Registers the ports and the latency callback, activates with the processor, and makes
     /// the configured connections. Returns the node and the connections that failed.
-    pub fn activate(
-        self,
-        settings: &JackSettings,
-        midi: &MidiSettings,
-        parts: NodeParts,
-    ) -> Result<(JackNode, Vec<String>), JackError> {
+    pub fn activate(self, settings: &JackSettings, parts: NodeParts) -> Result<(JackNode, Vec<String>), JackError> {
         let port = |port| move |source| JackError::Port { port, source };
         let input = self.client.register_port("in", AudioIn::default()).map_err(port("in"))?;
         let output = self.client.register_port("out", AudioOut::default()).map_err(port("out"))?;
         let midi_in = self.client.register_port("midi_in", MidiIn::default()).map_err(port("midi_in"))?;
         let midi_out = self.client.register_port("midi_out", MidiOut::default()).map_err(port("midi_out"))?;
-        let block_ms = BLOCK as f32 * 1000.0 / self.sample_rate as f32;
-        let min_blocks = (midi.out_min_note_ms / block_ms).ceil() as u32;
         let events = Arc::new(ServerEvents::default());
-        let mut reblocker = Reblocker::default();
-        reblocker.set_period(self.period as usize);
-        events.latency.store((parts.processor.latency() + reblocker.delay()) as u32, Relaxed);
         events.period.store(self.period, Relaxed);
+        let engine = Engine::new(
+            parts.processor,
+            self.sample_rate,
+            self.period as usize,
+            parts.model_rate,
+            Arc::clone(&parts.meters),
+        );
 
-        let latency = Box::new(LatencyReport { input: input.raw(), output: output.raw(), events: Arc::clone(&events) });
+        let latency = Box::new(LatencyReport { input: input.raw(), output: output.raw(), meters: parts.meters });
         // SAFETY: the client is open and not yet active; the callback and its argument (the box
         // above, kept in the JackNode until after the client closes) stay valid for its lifetime.
         let rc = unsafe {
@@ -262,21 +228,7 @@ impl OpenClient {
         let client_name = self.client.name().to_owned();
         let in_name = input.name().unwrap_or_default();
         let out_name = output.name().unwrap_or_default();
-        let handler = ProcessHandler {
-            input,
-            output,
-            midi_in,
-            midi_out,
-            held: MidiInput::default(),
-            notes: NoteTracker::new(midi.out_channel, min_blocks, midi.out_threshold),
-            processor: parts.processor,
-            reblocker,
-            serving: servable(self.period, self.sample_rate, parts.model_rate),
-            model_rate: parts.model_rate,
-            server_rate: self.sample_rate,
-            events: Arc::clone(&events),
-            meters: parts.meters,
-        };
+        let handler = ProcessHandler { input, output, midi_in, midi_out, engine, events: Arc::clone(&events) };
         let notifications = Notifications { status: parts.status, events: Arc::clone(&events) };
         let client =
             self.client.activate_async(notifications, handler).map_err(|source| JackError::Activate { source })?;

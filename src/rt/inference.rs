@@ -15,6 +15,8 @@ use ort::value::Tensor;
 use ort::AsPointer;
 
 use super::events::FaultKind;
+use super::params::Params;
+use crate::parameters::{Id, Kind};
 
 /// What the model is fed besides audio, once per block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,18 +24,14 @@ pub struct Controls {
     /// Hz; ≤ 0 asks the model for auto mode.
     pub target_hz: f32,
     pub strength: f32,
-    /// Bit 0 = C … bit 11 = B.
-    pub scale_mask: u16,
-    pub tuning_hz: f32,
-    pub retune_ms: f32,
-    /// Semitones added to every target (fed only to models with a `transpose` input).
-    pub transpose: f32,
+    /// Every parameter; the model gets those its table rows name as model inputs.
+    pub params: Params,
 }
 
 impl Default for Controls {
-    /// Auto mode, hard tune, every note allowed, A4 = 440 Hz, no glide, no transpose.
+    /// Auto mode, hard tune, and the table's defaults.
     fn default() -> Self {
-        Controls { target_hz: 0.0, strength: 1.0, scale_mask: 0x0fff, tuning_hz: 440.0, retune_ms: 0.0, transpose: 0.0 }
+        Controls { target_hz: 0.0, strength: 1.0, params: Params::default() }
     }
 }
 
@@ -53,10 +51,8 @@ pub struct Slots {
     pub audio: usize,
     pub target: usize,
     pub strength: usize,
-    pub scale_mask: Option<usize>,
-    pub tuning: Option<usize>,
-    pub retune: Option<usize>,
-    pub transpose: Option<usize>,
+    /// Inputs fed from a parameter (its row's `model_input`).
+    pub params: Vec<(usize, Id)>,
     pub corrected: usize,
     pub confidence: usize,
     pub detected: Option<usize>,
@@ -200,9 +196,9 @@ impl Inference {
         Ok(BlockReport { confidence: sane(confidence), detected_hz: sane(detected_hz), target_hz: sane(target_hz) })
     }
 
-    /// Whether the model applies `Controls::transpose` itself.
-    pub fn has_transpose(&self) -> bool {
-        self.slots.transpose.is_some()
+    /// Whether the model is fed parameter `id` (and so applies it itself).
+    pub fn feeds(&self, id: Id) -> bool {
+        self.slots.params.iter().any(|(_, fed)| *fed == id)
     }
 
     /// Whether the model reports the target it steers to.
@@ -227,19 +223,21 @@ impl Inference {
         self.inputs[slots.audio].data_mut().copy_from_slice(audio);
         self.inputs[slots.target].data_mut()[0] = c.target_hz;
         self.inputs[slots.strength].data_mut()[0] = c.strength;
-        if let Some(i) = slots.scale_mask {
-            for (class, flag) in self.inputs[i].data_mut().iter_mut().enumerate() {
-                *flag = f32::from(u8::from(c.scale_mask & (1 << class) != 0));
+        for &(slot, id) in &slots.params {
+            let value = c.params.get(id);
+            let data = self.inputs[slot].data_mut();
+            match id.row().kind {
+                Kind::Mask => {
+                    for (class, flag) in data.iter_mut().enumerate() {
+                        *flag = f32::from(u8::from(value as u16 & (1 << class) != 0));
+                    }
+                }
+                _ => {
+                    if let Some(first) = data.first_mut() {
+                        *first = value;
+                    }
+                }
             }
-        }
-        if let Some(i) = slots.tuning {
-            self.inputs[i].data_mut()[0] = c.tuning_hz;
-        }
-        if let Some(i) = slots.retune {
-            self.inputs[i].data_mut()[0] = c.retune_ms;
-        }
-        if let Some(i) = slots.transpose {
-            self.inputs[i].data_mut()[0] = c.transpose;
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Meters {
     blocks: AtomicU64,
     faults: AtomicU64,
     model_loaded: AtomicBool,
+    /// The node's delay from input to output, samples: re-blocking plus the model.
+    latency: AtomicU32,
 }
 
 impl Meters {
@@ -105,6 +107,14 @@ impl Meters {
 
     pub fn faults(&self) -> u64 {
         self.faults.load(Relaxed)
+    }
+
+    pub fn set_latency(&self, samples: u32) {
+        self.latency.store(samples, Relaxed);
+    }
+
+    pub fn latency(&self) -> u32 {
+        self.latency.load(Relaxed)
     }
 
     pub fn model_loaded(&self) -> bool {

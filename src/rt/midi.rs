@@ -72,20 +72,24 @@ pub struct NoteTracker {
     threshold: f32,
     candidate: Option<u8>,
     stable_blocks: u32,
-    sounding: Option<u8>,
+    /// The note playing and the channel its note-on went to.
+    sounding: Option<(u8, u8)>,
 }
 
 impl NoteTracker {
     /// `channel` 1..16; `threshold` is the voicing confidence a note needs.
     pub fn new(channel: u8, min_blocks: u32, threshold: f32) -> NoteTracker {
-        NoteTracker {
-            channel: channel.clamp(1, 16) - 1,
-            min_blocks: min_blocks.max(1),
-            threshold,
-            candidate: None,
-            stable_blocks: 0,
-            sounding: None,
-        }
+        let mut tracker =
+            NoteTracker { channel: 0, min_blocks: 1, threshold, candidate: None, stable_blocks: 0, sounding: None };
+        tracker.configure(channel, min_blocks, threshold);
+        tracker
+    }
+
+    /// Changes the settings between blocks; a sounding note still ends on its own channel.
+    pub fn configure(&mut self, channel: u8, min_blocks: u32, threshold: f32) {
+        self.channel = channel.clamp(1, 16) - 1;
+        self.min_blocks = min_blocks.max(1);
+        self.threshold = threshold;
     }
 
     /// Feeds one block: the corrected note (MIDI, fractional) and the voicing confidence.
@@ -99,23 +103,22 @@ impl NoteTracker {
             self.stable_blocks = 1;
         }
         let mut out = [None, None];
+        let off = |(note, channel): (u8, u8)| [0x80 | channel, note, 0];
         match (self.sounding, heard) {
             (Some(playing), None) => {
-                out[0] = Some(self.off(playing));
+                out[0] = Some(off(playing));
                 self.sounding = None;
             }
-            (sounding, Some(next)) if sounding != Some(next) && self.stable_blocks >= self.min_blocks => {
-                out[0] = sounding.map(|playing| self.off(playing));
+            (sounding, Some(next))
+                if sounding.map(|(note, _)| note) != Some(next) && self.stable_blocks >= self.min_blocks =>
+            {
+                out[0] = sounding.map(off);
                 out[1] = Some([0x90 | self.channel, next, 100]);
-                self.sounding = Some(next);
+                self.sounding = Some((next, self.channel));
             }
             _ => {}
         }
         out
-    }
-
-    fn off(&self, note: u8) -> NoteMessage {
-        [0x80 | self.channel, note, 0]
     }
 }
 
@@ -161,5 +164,13 @@ mod tests {
         assert_eq!(t.update(62.0, 0.9), [Some([0x80, 60, 0]), Some([0x90, 62, 100])]);
         assert_eq!(t.update(62.0, 0.1), [Some([0x80, 62, 0]), None]);
         assert_eq!(t.update(62.0, 0.1), [None, None]);
+    }
+
+    #[test]
+    fn a_note_ends_on_the_channel_it_started_on() {
+        let mut t = NoteTracker::new(1, 1, 0.5);
+        assert_eq!(t.update(60.0, 0.9), [None, Some([0x90, 60, 100])]);
+        t.configure(3, 1, 0.5);
+        assert_eq!(t.update(62.0, 0.9), [Some([0x80, 60, 0]), Some([0x92, 62, 100])]);
     }
 }

@@ -14,6 +14,8 @@ use super::events::{Command, RtEvent};
 use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
 use super::params::{Mode, Params, SharedParams};
+use crate::parameters::{STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use crate::scales::note_hz;
 use crate::BLOCK;
 
 /// Longest model latency the dry delay line can follow, in samples.
@@ -92,7 +94,7 @@ impl Processor {
             dry: vec![0.0; BLOCK].into_boxed_slice(),
             wet: vec![0.0; BLOCK].into_boxed_slice(),
             dry_line: DelayLine::new(latency),
-            wet_gain: if current.bypass { 0.0 } else { 1.0 },
+            wet_gain: if current.bypass() { 0.0 } else { 1.0 },
             fault_streak: 0,
             blocks: 0,
         }
@@ -135,7 +137,7 @@ impl Processor {
             self.wet.copy_from_slice(&self.dry);
             return BlockReport::default();
         };
-        let controls = model_controls(&self.current, midi_note, model.has_transpose());
+        let controls = model_controls(&self.current, midi_note, model.feeds(TRANSPOSE));
         match model.run(&self.clean, &controls, &mut self.wet) {
             Ok(mut report) => {
                 self.fault_streak = 0;
@@ -161,7 +163,7 @@ impl Processor {
     }
 
     fn mix(&mut self, output: &mut [f32]) {
-        let target = if self.current.bypass { 0.0 } else { 1.0 };
+        let target = if self.current.bypass() { 0.0 } else { 1.0 };
         if self.wet_gain == target {
             output.copy_from_slice(if target == 0.0 { &self.dry } else { &self.wet });
             return;
@@ -214,19 +216,13 @@ impl Processor {
 /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
 /// when the model cannot transpose itself; with no MIDI note held, nothing is corrected.
 fn model_controls(p: &Params, midi_note: Option<f32>, model_transposes: bool) -> Controls {
-    let shift = if model_transposes { 1.0 } else { (p.transpose / 12.0).exp2() };
-    let (target_hz, strength) = match (p.mode, midi_note) {
-        (Mode::Auto, _) => (0.0, p.strength),
-        (Mode::Manual, _) => (p.target_hz * shift, p.strength),
-        (Mode::Midi, Some(note)) => (p.tuning_hz * ((note - 69.0) / 12.0).exp2() * shift, p.strength),
+    let shift = if model_transposes { 1.0 } else { (p.get(TRANSPOSE) / 12.0).exp2() };
+    let strength = p.get(STRENGTH);
+    let (target_hz, strength) = match (p.mode(), midi_note) {
+        (Mode::Auto, _) => (0.0, strength),
+        (Mode::Manual, _) => (p.get(TARGET_HZ) * shift, strength),
+        (Mode::Midi, Some(note)) => (note_hz(note, p.get(TUNING_HZ)) * shift, strength),
         (Mode::Midi, None) => (0.0, 0.0),
     };
-    Controls {
-        target_hz,
-        strength,
-        scale_mask: p.scale_mask,
-        tuning_hz: p.tuning_hz,
-        retune_ms: p.retune_ms,
-        transpose: p.transpose,
-    }
+    Controls { target_hz, strength, params: *p }
 }

@@ -21,6 +21,12 @@ pub fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| autotuned::model::start_runtime(None).expect("ONNX Runtime (run `make ort`)"))
 }
 
+/// The default model's delay in samples, as the model itself declares it.
+pub fn model_latency() -> usize {
+    static LATENCY: OnceLock<usize> = OnceLock::new();
+    *LATENCY.get_or_init(|| runtime().load(&root().join("models/autotune.onnx"), None).unwrap().1.latency_samples)
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -146,25 +152,33 @@ pub fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// The daemon binary under test, killed on drop if still running.
+/// The daemon binary under test, killed on drop if still running. Its log (stderr) goes to a
+/// file the test can read.
 pub struct Daemon {
     pub child: Child,
     pub client: String,
     pub osc: SocketAddr,
+    log: PathBuf,
 }
 
 impl Daemon {
     /// Starts `autotuned` on `server` with a unique client name and OSC port, plus `extra`
     /// `--set` overrides and environment.
     pub fn start(server: &JackServer, config: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_in(&root(), &server.name, config, extra, env)
+    }
+
+    /// [`Daemon::start`] from working directory `dir`, on the server named `server` (which
+    /// need not be running).
+    pub fn start_in(dir: &Path, server: &str, config: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let client = unique("autotuned");
         let port = free_udp_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_autotuned"));
-        cmd.current_dir(root());
+        cmd.current_dir(dir);
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
         }
-        cmd.args(["--set", &format!("jack.server_name={}", server.name)])
+        cmd.args(["--set", &format!("jack.server_name={server}")])
             .args(["--set", &format!("jack.client_name={client}")])
             .args(["--set", &format!("osc.bind=127.0.0.1:{port}")]);
         for e in extra {
@@ -173,13 +187,26 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.env("RUST_LOG", "info").stdout(Stdio::null()).spawn().expect("the autotuned binary");
-        let daemon = Daemon { child, client, osc: SocketAddr::from(([127, 0, 0, 1], port)) };
+        let log = std::env::temp_dir().join(format!("{client}.log"));
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child =
+            cmd.env("RUST_LOG", "info").stdout(Stdio::null()).stderr(stderr).spawn().expect("the autotuned binary");
+        let daemon = Daemon { child, client, osc: SocketAddr::from(([127, 0, 0, 1], port)), log };
         let osc = OscClient::new();
         wait_for(Duration::from_secs(30), "the daemon to answer OSC", || {
             osc.request(daemon.osc, "/autotune/ping", vec![]).is_some()
         });
         daemon
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        wait_for(Duration::from_secs(30), &format!("the log line {text:?}"), || self.log().contains(text));
     }
 
     pub fn signal(&self, signal: i32) {
@@ -210,6 +237,10 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         terminate(&mut self.child);
+        if std::thread::panicking() {
+            eprintln!("--- log of {} ---\n{}", self.client, self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -437,14 +468,18 @@ pub fn zero_crossing_hz(signal: &[f32]) -> f32 {
     zero_crossing_hz_at(signal, RATE)
 }
 
+/// Where `signal` rises through zero, in fractional samples (linear interpolation).
+fn rising_zero_crossings(signal: &[f32]) -> Vec<f64> {
+    signal
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
+        .map(|(i, w)| i as f64 + f64::from(w[0] / (w[0] - w[1])))
+        .collect()
+}
+
 pub fn zero_crossing_hz_at(signal: &[f32], rate: u32) -> f32 {
-    let mut crossings = Vec::new();
-    for i in 1..signal.len() {
-        let (a, b) = (signal[i - 1], signal[i]);
-        if a < 0.0 && b >= 0.0 {
-            crossings.push((i - 1) as f64 + f64::from(a / (a - b)));
-        }
-    }
+    let crossings = rising_zero_crossings(signal);
     assert!(crossings.len() > 10, "no periodic signal to measure");
     let span = crossings[crossings.len() - 1] - crossings[0];
     ((crossings.len() - 1) as f64 / span * f64::from(rate)) as f32
@@ -460,13 +495,7 @@ pub fn pitch_track(signal: &[f32]) -> Vec<(usize, f32)> {
 }
 
 pub fn pitch_track_at(signal: &[f32], rate: u32) -> Vec<(usize, f32)> {
-    let mut crossings = Vec::new();
-    for i in 1..signal.len() {
-        let (a, b) = (signal[i - 1], signal[i]);
-        if a < 0.0 && b >= 0.0 {
-            crossings.push((i - 1) as f64 + f64::from(a / (a - b)));
-        }
-    }
+    let crossings = rising_zero_crossings(signal);
     crossings.windows(2).map(|w| (((w[0] + w[1]) / 2.0) as usize, (f64::from(rate) / (w[1] - w[0])) as f32)).collect()
 }
 
@@ -481,4 +510,33 @@ pub fn median_hz_at(signal: &[f32], rate: u32) -> f32 {
     assert!(hz.len() > 10, "no periodic signal to measure");
     hz.sort_by(f32::total_cmp);
     hz[hz.len() / 2]
+}
+
+/// `depth` bundles, each holding the next, the innermost holding a ping.
+pub fn nested_bundles(depth: usize) -> Vec<u8> {
+    let ping = OscPacket::Message(OscMessage { addr: "/autotune/ping".into(), args: vec![] });
+    let mut packet = rosc::encoder::encode(&ping).unwrap();
+    for _ in 0..depth {
+        let mut bundle = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        bundle.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+        bundle.extend_from_slice(&packet);
+        packet = bundle;
+    }
+    packet
+}
+
+/// A seeded xorshift64 generator: the same garbage on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }
