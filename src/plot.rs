@@ -87,7 +87,9 @@ pub fn pitch_png(
         let mut runs: Vec<Vec<(f32, f32)>> = vec![Vec::new()];
         for (i, hz) in track.hz.iter().enumerate() {
             if *hz > 0.0 {
-                runs.last_mut().map(|r| r.push((i as f32 * step_seconds, hz_note(*hz, tuning_hz))));
+                if let Some(run) = runs.last_mut() {
+                    run.push((i as f32 * step_seconds, hz_note(*hz, tuning_hz)));
+                }
             } else if runs.last().is_some_and(|r| !r.is_empty()) {
                 runs.push(Vec::new());
             }

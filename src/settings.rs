@@ -402,6 +402,11 @@ impl Settings {
                 ));
             }
         }
+        // Table order, whatever order the layers listed them in: derived values (the notes of a
+        // key and scale) come out the same either way.
+        for preset in user_presets.values_mut() {
+            preset.0.sort_by_key(|(id, _)| *id);
+        }
         presets.extend(user_presets);
         let typed = typed(&typed_values).map_err(|e| SettingsError::Parse(e.to_string()))?;
         let mut settings = Settings {
