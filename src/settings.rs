@@ -68,8 +68,6 @@ impl fmt::Display for Raw {
 const TYPED_SECTIONS: [&str; 4] = ["jack", "model", "osc", "log"];
 /// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
 const LIST_KEYS: [&str; 3] = ["jack.connect_inputs", "jack.connect_outputs", "osc.allow"];
-/// Keys that hold paths, resolved against the directory of the file that set them.
-const PATH_KEYS: [&str; 2] = ["model.dir", "model.onnxruntime"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -461,10 +459,10 @@ impl Settings {
             };
             normalize(&base.join(path))
         };
-        debug_assert_eq!(PATH_KEYS, ["model.dir", "model.onnxruntime"]);
-        self.model.dir = absolute(PATH_KEYS[0], &self.model.dir);
+        self.model.dir = absolute("model.dir", &self.model.dir);
         if !self.model.onnxruntime.is_empty() {
-            self.model.onnxruntime = absolute(PATH_KEYS[1], Path::new(&self.model.onnxruntime)).display().to_string();
+            self.model.onnxruntime =
+                absolute("model.onnxruntime", Path::new(&self.model.onnxruntime)).display().to_string();
         }
     }
 
