@@ -14,7 +14,7 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps build models quality demo docs bench bench-daemon malloc-count fmt lint soak fuzz install-user clean
+.PHONY: run test jack-stale deps apt ort pydeps build models quality demo docs bench bench-daemon malloc-count fmt lint soak fuzz install-user install-config clean
 
 deps: apt ort
 
@@ -127,14 +127,19 @@ INSTALL_HOME ?= $(HOME)
 # Installs for the systemd user unit: binary to ~/.local/bin, models and ONNX Runtime to
 # ~/.local/share/autotuned, config to ~/.config/autotuned (kept if present), units to
 # ~/.config/systemd/user.
-install-user: build
+install-user: build install-config
 	install -Dm755 target/release/autotuned $(INSTALL_HOME)/.local/bin/autotuned
-	install -d $(INSTALL_HOME)/.local/share/autotuned/models $(INSTALL_HOME)/.config/autotuned $(INSTALL_HOME)/.config/systemd/user
+	install -d $(INSTALL_HOME)/.local/share/autotuned/models $(INSTALL_HOME)/.config/systemd/user
 	install -m644 models/*.onnx -t $(INSTALL_HOME)/.local/share/autotuned/models
 	install -m644 README.md -t $(INSTALL_HOME)/.local/share/autotuned
 	cp -r $(ORT_DIR) $(INSTALL_HOME)/.local/share/autotuned/
-	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || sed 's|^dir = .*|dir = "$(INSTALL_HOME)/.local/share/autotuned/models"|' $(CONFIG) > $(INSTALL_HOME)/.config/autotuned/autotuned.toml
 	install -m644 systemd/autotuned.service systemd/autotuned@.service -t $(INSTALL_HOME)/.config/systemd/user
+
+# The installed config names the installed models directory absolutely (tests/settings.rs runs
+# this); an existing config is the user's and is kept.
+install-config:
+	install -d $(INSTALL_HOME)/.config/autotuned
+	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || sed 's|^dir = .*|dir = "$(INSTALL_HOME)/.local/share/autotuned/models"|' $(CONFIG) > $(INSTALL_HOME)/.config/autotuned/autotuned.toml
 
 clean:
 	cargo clean

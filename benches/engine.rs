@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autotuned::BLOCK;
 use autotuned::control::{Controls, Status};
 use autotuned::model::Runtime;
 use autotuned::osc::OscService;
 use autotuned::rt::{Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
-use autotuned::BLOCK;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use rosc::{OscMessage, OscPacket, OscType};
 use rtrb::RingBuffer;
 

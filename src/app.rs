@@ -4,9 +4,9 @@
 //! the systemd watchdog in every state until told to stop.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::audio::jack::{self as node, JackNode, NodeParts};
 use crate::control::{Controls, Status};
-use crate::model::{models_in, Contract, ModelError, Runtime};
+use crate::model::{Contract, ModelError, Runtime, models_in};
 use crate::osc::{self, Answer, OscService, Request};
 use crate::rt::{Command, Inference, Meters, Processor, ProcessorRings, RtEvent};
 use crate::settings::Settings;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::parameters::{Id, KEY, NOTES, SCALE};
 use crate::rt::{Meters, Params, SharedParams};
-use crate::scales::{scale_mask, CUSTOM};
+use crate::scales::{CUSTOM, scale_mask};
 
 /// Sets a checked value and what follows from it: a key or a named scale sets the allowed
 /// notes, and a changed set of notes makes the scale custom.

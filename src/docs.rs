@@ -2,9 +2,9 @@
 //! Control session, generated so neither can drift from the code (`autotuned docs` writes them,
 //! a test compares). Main thread, on demand.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::parameters::{ids, Kind, TABLE};
+use crate::parameters::{Kind, TABLE, ids};
 use crate::scales::NOTE_NAMES;
 
 /// The README's parameter table sits between these lines.

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
 use ort::logging::LogLevel;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
-use crate::parameters::{by_model_input, Id, Kind, TABLE};
+use crate::BLOCK;
+use crate::parameters::{Id, Kind, TABLE, by_model_input};
 use crate::rt::inference::{Controls, Inference, InferenceError, Slots};
 use crate::rt::processor::MAX_LATENCY;
-use crate::BLOCK;
 
 /// The ONNX Runtime wheel the daemon is built and tested against: `onnxruntime==X.Y.Z` in
 /// `models/requirements.txt`, which the Makefile installs too.

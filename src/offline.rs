@@ -5,15 +5,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rtrb::RingBuffer;
 
+use crate::BLOCK;
 use crate::model::Runtime;
 use crate::parameters::{MODE, STRENGTH, TUNING_HZ};
 use crate::plot::{self, Track};
 use crate::rt::{BlockReport, Inference, Meters, Mode, Params, Processor, ProcessorRings, SharedParams};
-use crate::BLOCK;
 
 /// A processor over `inference` with `params` and rings nobody else holds.
 fn processor(inference: Inference, params: Params, meters: &Arc<Meters>) -> Processor {

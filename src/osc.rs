@@ -5,17 +5,17 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
-use crate::control::{apply, Controls, Status};
-use crate::parameters::{by_address, ids, Id, Kind, MODE, NOTES, TARGET_HZ, TUNING_HZ};
+use crate::control::{Controls, Status, apply};
+use crate::parameters::{Id, Kind, MODE, NOTES, TARGET_HZ, TUNING_HZ, by_address, ids};
 use crate::rt::{Meters, Mode, Params};
 use crate::scales::{hz_note, note_hz};
 use crate::settings::{Presets, Settings};
@@ -321,11 +321,7 @@ impl OscService {
     }
 
     fn reply_to(&self, from: SocketAddr) -> SocketAddr {
-        if self.reply_port == 0 {
-            from
-        } else {
-            SocketAddr::new(from.ip(), self.reply_port)
-        }
+        if self.reply_port == 0 { from } else { SocketAddr::new(from.ip(), self.reply_port) }
     }
 
     /// Meters due to subscribers, feedback of changed parameters, the supervisor's answers,

@@ -12,7 +12,7 @@
 //! assert_eq!(TABLE[STRENGTH.index()].setting, Some("tuning.strength"));
 //! ```
 
-use crate::scales::{parse_key, parse_scale, NOTE_NAMES, SCALE_NAMES};
+use crate::scales::{NOTE_NAMES, SCALE_NAMES, parse_key, parse_scale};
 
 /// A parameter's place in the table and in every parameter block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -216,11 +216,7 @@ impl Row {
             return Err(format!("{value} is not a finite number"));
         }
         let within = |lo: f64, hi: f64, shown: String| {
-            if (lo..=hi).contains(&value) {
-                Ok(value)
-            } else {
-                Err(format!("{value} is outside {shown}"))
-            }
+            if (lo..=hi).contains(&value) { Ok(value) } else { Err(format!("{value} is outside {shown}")) }
         };
         let checked = match &self.kind {
             Kind::Float { min, max } => within(f64::from(*min), f64::from(*max), format!("{min}..={max}"))?,

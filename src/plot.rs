@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
+use plotters::style::{FontStyle, register_font};
 
 use crate::scales::{hz_note, key_name};
 

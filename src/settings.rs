@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::control::apply;
-use crate::parameters::{by_preset_key, by_setting, sections, Id, KEY, TABLE};
+use crate::parameters::{Id, KEY, TABLE, by_preset_key, by_setting, sections};
 use crate::rt::{Mode, Params};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,10 @@ mod common;
 
 use std::sync::Arc;
 
-use assert_no_alloc::{assert_no_alloc, AllocDisabler};
-use autotuned::parameters::{ids, Kind, BYPASS, MODE};
+use assert_no_alloc::{AllocDisabler, assert_no_alloc};
+use autotuned::parameters::{BYPASS, Kind, MODE, ids};
 use autotuned::rt::{Command, Engine, Meters, Params, Processor, ProcessorRings, SharedParams};
-use common::{root, runtime, sine, RATE};
+use common::{RATE, root, runtime, sine};
 use rtrb::RingBuffer;
 
 #[global_allocator]

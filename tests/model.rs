@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use autotuned::BLOCK;
 use autotuned::model::ModelError;
 use autotuned::parameters::{BYPASS, FORMANT_PRESERVE, MODE, NOTES, RETUNE_MS, STRENGTH, TARGET_HZ};
 use autotuned::rt::{Command, Meters, Mode, Params, Processor, ProcessorRings, RtEvent, SharedParams};
-use autotuned::BLOCK;
 use common::*;
 use rtrb::RingBuffer;
 

@@ -4,9 +4,9 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
 
 use autotuned::control::{Controls, Status};
 use autotuned::osc::{self, Answer, OscService, Request};

@@ -138,7 +138,7 @@ fn ports_matching_a_pattern_are_connected_when_they_appear() {
     let late = unique("late-mic");
     let env = [("AUTOTUNED_JACK__CONNECT_INPUTS", format!("{late}:capture_.*"))];
     let daemon = Daemon::start(&server, None, &[], &[(env[0].0, env[0].1.as_str())]);
-    let (client, _) = jack::Client::new(&late, jack::ClientOptions::NO_START_SERVER).unwrap();
+    let client = autotuned::audio::jack::open_client(&late, &server.name).unwrap();
     let port = client.register_port("capture_7", jack::AudioOut::default()).unwrap();
     let active = client.activate_async((), ()).unwrap();
     let own_in = format!("{}:in", daemon.client);

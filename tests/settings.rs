@@ -167,3 +167,27 @@ fn presets_take_every_preset_key_of_the_table() {
     let e = Settings::load_with(None, env(&[]), &["presets.x.bypass=true".into()]).unwrap_err().to_string();
     assert!(e.contains("not a preset key"), "{e}");
 }
+
+#[test]
+fn the_installed_config_names_the_installed_models_absolutely_and_a_users_config_is_kept() {
+    let home = std::env::temp_dir().join(common::unique("at-home"));
+    let install = || {
+        let out = std::process::Command::new("make")
+            .args(["-s", "-C"])
+            .arg(root())
+            .arg("install-config")
+            .arg(format!("INSTALL_HOME={}", home.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    install();
+    let file = home.join(".config/autotuned/autotuned.toml");
+    let s = Settings::load_with(Some(&file), env(&[]), &[]).unwrap();
+    assert_eq!(s.model.dir, home.join(".local/share/autotuned/models"));
+    assert_eq!(s.params, Settings::load_with(Some(&shipped()), env(&[]), &[]).unwrap().params);
+    std::fs::write(&file, "[model]\ndir = \"mine\"\n").unwrap();
+    install();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "[model]\ndir = \"mine\"\n");
+    std::fs::remove_dir_all(home).unwrap();
+}

@@ -2,11 +2,11 @@
 //! and JACK notification threads), and the process handler, which only hands the period's port
 //! buffers to [`Engine`] (JACK thread).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use jack::{
-    AudioIn, AudioOut, Client, ClientOptions, Control, Frames, MidiIn, MidiOut, Port, PortFlags, ProcessScope, RawMidi,
+    AudioIn, AudioOut, Client, ClientStatus, Control, Frames, MidiIn, MidiOut, Port, PortFlags, ProcessScope, RawMidi,
 };
 
 use crate::control::Status;
@@ -15,7 +15,9 @@ use crate::settings::JackSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JackError {
-    #[error("cannot open JACK client `{name}` on server `{server}`: {source} (is a JACK or PipeWire server running? `make run` starts a private one)")]
+    #[error(
+        "cannot open JACK client `{name}` on server `{server}`: {source} (is a JACK or PipeWire server running? `make run` starts a private one)"
+    )]
     Open { name: String, server: String, source: jack::Error },
     #[error("cannot register port `{port}`: {source}")]
     Port { port: &'static str, source: jack::Error },
@@ -166,21 +168,56 @@ pub struct OpenClient {
 
 /// Opens the client (on `settings.server_name` if set) without activating it.
 pub fn open(settings: &JackSettings) -> Result<OpenClient, JackError> {
-    if !settings.server_name.is_empty() {
-        // jack_client_open reads the server name from here; set before any client exists.
-        std::env::set_var("JACK_DEFAULT_SERVER", &settings.server_name);
-    }
-    let (client, _status) =
-        Client::new(&settings.client_name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME).map_err(
-            |source| JackError::Open {
-                name: settings.client_name.clone(),
-                server: if settings.server_name.is_empty() { "default".into() } else { settings.server_name.clone() },
-                source,
-            },
-        )?;
+    let client = open_client(&settings.client_name, &settings.server_name)?;
     let sample_rate = client.sample_rate();
     let period = client.buffer_size();
     Ok(OpenClient { client, sample_rate, period })
+}
+
+/// Opens client `name` exactly (never renamed, never starting a server) on `server`, or on the
+/// default server (`JACK_DEFAULT_SERVER` or `default`) when `server` is empty.
+///
+/// The server name goes to `jack_client_open` as its `JackServerName` argument rather than
+/// through `JACK_DEFAULT_SERVER`, so the process environment is never changed while other
+/// threads may read it. The jack crate's `Client::new` cannot pass it: the argument is variadic.
+pub fn open_client(name: &str, server: &str) -> Result<Client, JackError> {
+    type ClientOpen = unsafe extern "C" fn(
+        *const std::ffi::c_char,
+        jack_sys::jack_options_t,
+        *mut jack_sys::jack_status_t,
+        ...
+    ) -> *mut jack_sys::jack_client_t;
+    let error = |source| JackError::Open {
+        name: name.to_owned(),
+        server: if server.is_empty() { "default".into() } else { server.to_owned() },
+        source,
+    };
+    // What the jack crate's `Client::new` would do: JACK's own messages go to our log.
+    jack::set_logger(jack::LoggerType::Log);
+    let library = jack_sys::library().map_err(|e| error(jack::Error::LibraryError(e.to_string())))?;
+    // SAFETY: the type is jack_client_open's prototype in <jack/jack.h>.
+    let client_open = unsafe { library.get::<ClientOpen>(b"jack_client_open\0") }
+        .map_err(|e| error(jack::Error::LibraryError(e.to_string())))?;
+    let no_nul =
+        |s: &str| std::ffi::CString::new(s).map_err(|_| error(jack::Error::ClientError(ClientStatus::INVALID_OPTION)));
+    let c_name = no_nul(name)?;
+    let c_server = no_nul(server)?;
+    let options = jack_sys::JackNoStartServer | jack_sys::JackUseExactName;
+    let mut status: jack_sys::jack_status_t = 0;
+    // SAFETY: both strings are NUL-terminated and outlive the call; with JackServerName the one
+    // variadic argument is the server name's `const char *`, as jack_client_open documents.
+    let raw = unsafe {
+        if server.is_empty() {
+            client_open(c_name.as_ptr(), options, &mut status)
+        } else {
+            client_open(c_name.as_ptr(), options | jack_sys::JackServerName, &mut status, c_server.as_ptr())
+        }
+    };
+    if raw.is_null() {
+        return Err(error(jack::Error::ClientError(ClientStatus::from_bits_truncate(status))));
+    }
+    // SAFETY: `raw` is a client jack_client_open just returned; the `Client` owns and closes it.
+    Ok(unsafe { Client::from_raw(raw) })
 }
 
 /// The parts of the node that do not come from JACK.

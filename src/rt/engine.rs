@@ -11,9 +11,9 @@ use super::meters::Meters;
 use super::midi::{MidiInput, NoteMessage, NoteTracker};
 use super::processor::Processor;
 use super::reblock::Reblocker;
+use crate::BLOCK;
 use crate::parameters::{BEND_RANGE, OUT_CHANNEL, OUT_MIN_NOTE_MS, OUT_THRESHOLD, TUNING_HZ};
 use crate::scales::hz_note;
-use crate::BLOCK;
 
 pub struct Engine {
     processor: Processor,

@@ -6,13 +6,13 @@
 //! name the session's plain inputs, while a model's optional inputs (state, controls) are
 //! "overridable initializers" that must be fed by name.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{CString, c_char};
 use std::ptr;
 
+use ort::AsPointer;
 use ort::session::Session;
 use ort::sys::{OrtSession, OrtValue};
 use ort::value::Tensor;
-use ort::AsPointer;
 
 use super::events::FaultKind;
 use super::params::Params;

@@ -7,9 +7,9 @@
 //! under way or happened during its read, it keeps the previous block's values and picks the
 //! change up one block later. So a whole OSC bundle lands in one block, never half of it.
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 
-use crate::parameters::{Id, BYPASS, COUNT, MODE, NOTES, TABLE};
+use crate::parameters::{BYPASS, COUNT, Id, MODE, NOTES, TABLE};
 
 /// Where the target pitch comes from; the value of the `mode` parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl SharedParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parameters::{ids, STRENGTH, TARGET_HZ};
+    use crate::parameters::{STRENGTH, TARGET_HZ, ids};
 
     #[test]
     fn a_stored_set_loads_back_whole() {

@@ -14,9 +14,9 @@ use super::events::{Command, RtEvent};
 use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
 use super::params::{Mode, Params, SharedParams};
+use crate::BLOCK;
 use crate::parameters::{STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 use crate::scales::note_hz;
-use crate::BLOCK;
 
 /// Longest model latency the dry delay line can follow, in samples.
 pub const MAX_LATENCY: usize = 8192;

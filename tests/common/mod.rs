@@ -42,11 +42,17 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
 }
 
-/// JACK clients read the server name from the environment, so tests that talk to JACK run one
-/// at a time within a test binary.
+/// Tests that talk to JACK run one at a time within a test binary: test clients open on the
+/// server the holder of this lock started last ([`current_server`]).
 pub fn jack_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The private server [`TestClient`]s open on: the one [`JackServer::start`] started last.
+pub fn current_server() -> MutexGuard<'static, String> {
+    static SERVER: Mutex<String> = Mutex::new(String::new());
+    SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A private jackd with the dummy backend, killed on drop.
@@ -84,8 +90,7 @@ impl JackServer {
             .expect("jackd (apt install jackd2)");
         let server = JackServer { name, child };
         wait_for(Duration::from_secs(10), "jackd to start", || server.ports().is_some());
-        // SAFETY-free but process-wide: only test code holding `jack_lock` reads it.
-        std::env::set_var("JACK_DEFAULT_SERVER", &server.name);
+        *current_server() = server.name.clone();
         server
     }
 
@@ -365,7 +370,8 @@ impl TestClient {
         max_seconds: usize,
     ) -> TestClient {
         let name = unique("at-test");
-        let (client, _) = jack::Client::new(&name, jack::ClientOptions::NO_START_SERVER).expect("test JACK client");
+        let server = current_server().clone();
+        let client = autotuned::audio::jack::open_client(&name, &server).expect("test JACK client");
         let out = client.register_port("play", jack::AudioOut::default()).unwrap();
         let inp = client.register_port("rec", jack::AudioIn::default()).unwrap();
         let midi_out = client.register_port("midi_play", jack::MidiOut::default()).unwrap();
