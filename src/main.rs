@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use autotuned::app::{self, SettingsSource};
-use autotuned::parameters::{MODE, RETUNE_MS, STRENGTH, TARGET_HZ, TUNING_HZ};
+use autotuned::parameters::{FORMANT_PRESERVE, FORMANT_SHIFT, MODE, RETUNE_MS, STRENGTH, TARGET_HZ, TUNING_HZ};
 use autotuned::rt::Mode;
 use autotuned::scales::note_hz;
 use autotuned::settings::Settings;
@@ -66,6 +66,13 @@ struct ProcessArgs {
     /// Glide time, ms (default: the configured tuning.retune_ms).
     #[arg(long)]
     retune_ms: Option<f32>,
+    /// 0..1: 1 keeps the formants where they were sung (default: tuning.formant_preserve; a
+    /// model with that input).
+    #[arg(long)]
+    formant_preserve: Option<f32>,
+    /// Semitones the formants move, -12..12 (default: tuning.formant_shift; a model with that input).
+    #[arg(long, allow_hyphen_values = true)]
+    formant_shift: Option<f32>,
     /// Model file (default: the configured one).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -118,9 +125,18 @@ fn init_logging(settings: &Settings) {
 fn process(settings: &Settings, args: ProcessArgs) -> Result<()> {
     let runtime = autotuned::model::start_runtime(settings.onnxruntime())?;
     let mut params = settings.params.with(MODE, Mode::Auto.value());
-    for (id, value) in [(STRENGTH, args.strength), (RETUNE_MS, args.retune_ms)] {
+    let chosen = [
+        (STRENGTH, args.strength),
+        (RETUNE_MS, args.retune_ms),
+        (FORMANT_PRESERVE, args.formant_preserve),
+        (FORMANT_SHIFT, args.formant_shift),
+    ];
+    for (id, value) in chosen {
         if let Some(value) = value {
-            let checked = id.row().check(f64::from(value)).map_err(|e| anyhow::anyhow!("--{}: {e}", id.row().name))?;
+            let checked = id
+                .row()
+                .check(f64::from(value))
+                .map_err(|e| anyhow::anyhow!("--{}: {e}", id.row().name.replace('_', "-")))?;
             params.set(id, checked);
         }
     }

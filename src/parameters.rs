@@ -155,6 +155,12 @@ parameters! {
         model_input: Some("formant_preserve"),
         doc: "1 = formants stay where they were sung, 0 = they move with the pitch (models with this input)",
     };
+    FORMANT_SHIFT = Row {
+        name: "formant_shift", address: "/formant/shift", kind: Kind::Float { min: -12.0, max: 12.0 },
+        default: 0.0, unit: "st", setting: Some("tuning.formant_shift"), preset: true,
+        model_input: Some("formant_shift"),
+        doc: "moves the formants by this much on top of formant_preserve (the throat; models with this input)",
+    };
     BEND_RANGE = Row {
         name: "bend_range", address: "/midi/bend_range", kind: Kind::Float { min: 0.0, max: 24.0 }, default: 2.0,
         unit: "st", setting: Some("midi.bend_range"), preset: false, model_input: None,

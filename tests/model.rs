@@ -32,7 +32,7 @@ fn the_default_models_offer_the_whole_contract() {
         assert!(contract.latency_samples > 0);
         let (_, lacks) = contract.features();
         // Formant preservation arrives with model v3 (issue 12).
-        assert_eq!(lacks, ["formant_preserve"], "{file}");
+        assert_eq!(lacks, ["formant_preserve", "formant_shift"], "{file}");
         assert_eq!(contract.slots.state.len(), 2, "history and state pairs");
     }
 }
@@ -50,6 +50,7 @@ fn a_base_contract_model_loads_with_features_reported_missing() {
             "scale_mask",
             "transpose",
             "formant_preserve",
+            "formant_shift",
             "detected_pitch",
             "applied_target_hz",
             "state"

@@ -97,3 +97,24 @@ fn the_plot_draws_the_input_target_and_output_pitch() {
     assert!(mean_row(autotuned::plot::OUTPUT) > mean_row(autotuned::plot::INPUT) + 5.0);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn formant_flags_reach_the_model_and_are_range_checked() {
+    let dir = std::env::temp_dir().join(unique("at-formant"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
+    let tone = sine(220.0, 1.0, 0.5);
+    write_wav(&input, &tone, RATE, 1);
+    let fixture = root().join("tests/fixtures/formant_gain.onnx");
+    let (i, o, m) = (input.to_str().unwrap(), output.to_str().unwrap(), fixture.to_str().unwrap());
+    let run = autotuned(&["process", i, o, "--model", m, "--formant-preserve", "0.25", "--formant-shift", "-3"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let corrected: Vec<f32> = hound::WavReader::open(&output).unwrap().samples::<f32>().map(Result::unwrap).collect();
+    let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    let ratio = rms(&corrected) / rms(&tone);
+    assert!((ratio - 0.25).abs() < 1e-3, "output/input {ratio}, the model multiplies by formant_preserve");
+    let run = autotuned(&["process", i, o, "--model", m, "--formant-shift", "13"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("--formant-shift"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
