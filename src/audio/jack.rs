@@ -180,6 +180,8 @@ pub fn open(settings: &JackSettings) -> Result<OpenClient, JackError> {
 /// The server name goes to `jack_client_open` as its `JackServerName` argument rather than
 /// through `JACK_DEFAULT_SERVER`, so the process environment is never changed while other
 /// threads may read it. The jack crate's `Client::new` cannot pass it: the argument is variadic.
+/// The crate's lock around opening and closing clients is private, so open from one thread at a
+/// time (the daemon opens only on its supervisor thread; tests hold `jack_lock`).
 pub fn open_client(name: &str, server: &str) -> Result<Client, JackError> {
     type ClientOpen = unsafe extern "C" fn(
         *const std::ffi::c_char,
