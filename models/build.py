@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "2.0.0"
+VERSION = "3.0.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -200,14 +200,17 @@ def build(sample_rate):
     # 3-4. Per-block decisions. The pack: every scalar they read, clipped per lane; the first
     # LOGGED lanes also go through one Log.
     lo, hi = R.agree_bounds()
-    state_lanes = ["d0", "pe", "pv", "cn", "pt", "sp", "unfed"]
+    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0"] + [f"a{h}" for h in range(R.HEADS)] + [
+        f"s{h}" for h in range(R.HEADS)]
     logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
         (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
     pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, -BIG, BIG) for lane in state_lanes] + [
-        ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG)] + [
+        ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG),
+        ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT))] + [
         (f"mask{k}", -BIG, BIG) for k in range(12)]
     pack = g.Concat(g.Reshape(e0, g.ints(1, 1)), est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
-                    "correction_strength", "retune_ms", "transpose", "target_pitch", "scale_mask", axis=1)
+                    "correction_strength", "retune_ms", "transpose", "target_pitch", "formant_preserve",
+                    "formant_shift", "scale_mask", axis=1)
     bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
     clipped = g.Min(g.Max(pack, g.const(bounds[:1])), g.const(bounds[1:]))
     logs = g.Log(g.slice(clipped, 0, len(logged)))
@@ -235,10 +238,9 @@ def build(sample_rate):
     spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
     agree = voiced + [{"est": 1.0, "pe": -float(lo)}, {"pe": float(hi), "est": -1.0}]
     update = voiced + [auto, allowed]
-    always, never = [], [{"1": -1.0}]
+    always = []
     pt, one = {"pt": 1.0}, {"1": 1.0}
     default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
-    edge = ({"sp_l": 1.0 / 4096.0},)  # the spacing, scaled into [0, 1]
 
     early = [  # (name, weight, value): values from the first linear stage
         ("man", [manual], m_man_trn),                      # target: manual
@@ -274,21 +276,23 @@ def build(sample_rate):
         ("v_man", voiced + [manual], one),
         ("cn", always, {"cn": 1.0}),                       # note: kept unless replaced
         ("ln_sr_tun", always, {"ln_tun": -1.0, "1": ln_sr}),
-        ("d0m", always, {"d0": 1.0, "1": -float(R.DMIN)}),
         ("unfed", always, {"unfed": 1.0}),
+        ("pv", always, {"pv": 1.0}),                       # voicing ramp and formant shift
+        ("sh_pv", ({"pv": 1.0},), {"fsh": float(R.LOG2 / F(12.0))}),
+        ("sh_v", tuple(ramps), {"fsh": float(R.LOG2 / F(12.0))}),
+        ("resample", always, {"1": 1.0, "fkeep": -1.0}),  # how much of rho the formants follow
         ("str_pv", ({"str": 1.0},), {"pv": 1.0}),
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
     ]
-    late = [("upd_note", update), ("ag_trend", agree), ("phi0", edge), ("inv_tau", always), ("detect", voiced),
-            ("phi0_round", edge), ("round1", never), ("round2", never)]
+    late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
     u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
         ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
         ("ands", [col for group in weight_groups for col in group]),
-        ("num", [{"d0": 1.0, "1": -float(R.DMIN)}, {"1": 1e-3}, {"1": 30.0}]),
-        ("den", [{"sp_l": 1.0}, {"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
+        ("num", [{"1": 1e-3}, {"1": 30.0}]),
+        ("den", [{"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
         ("values", [value for _, _, value in early]),
         ("cn", [{"cn": 1.0}]),
         ("slope", [{"ln_est": 1.0 / N, "ln_pe": -1.0 / N}]),
@@ -306,11 +310,11 @@ def build(sample_rate):
     best = g.ArgMin(g.Sub(g.Abs(g.Sub(r, u)), bonus), axis=1, keepdims=1)
     auto_note = g.GatherElements(candidates, best, axis=1)
 
-    # head phase at the block start (clipped), 1/time constant and 1/estimate, all scaled into [0, 1]
+    # 1/time constant and 1/estimate, both scaled into [0, 1]
     ratios = g.Clip(g.Div(num, den), zero, g.f(1.0))
     trend = g.Mul(slope, lever)
 
-    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, g.Round(ratios), axis=1))
+    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, axis=1))
     names = [name for name, _, _ in early] + [name for name, _ in late]
     assert len(set(names)) == len(names), "product lane names must be unique"
     lanes_c = Lanes(g, [(products, names)])
@@ -336,69 +340,116 @@ def build(sample_rate):
     # log target period = A - nB glide(n), A at the end of the glide
     ltp_a = plus(total("ln_sr_tun"), {"1": 69.0 * ln2_12}, times(-ln2_12, m_target))
     ltp_nb = plus(times(ln2_12, start), times(-ln2_12, m_target))
-    drift = float(R.DRIFT_RATE)
-    to_edge = plus(times(4096.0, total("phi0_round")), times(-4096.0, total("phi0")))
-    now = {"1": float(F(H) - R.DMIN)}
     basis_rows = {  # per-sample rows = [1, n, (n+1)/N, n+1] @ coefficients
         "log_rate": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
         "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
         "period": [spacing, {}, spacing_change, {}],
-        "low": [total("d0m"), {}, {}, {"1": 1.0 - drift, "voicing": drift}],
-        "high": [total("d0m"), {}, {}, {"1": 1.0 + drift, "voicing": -drift}],
-        "aim": [plus(total("d0m"), to_edge), {}, {}, {"1": 1.0}],
-        "now": [now, {"1": 1.0}, {}, {}],
-        "now_minus_period": [plus(now, times(-1.0, spacing)), {"1": 1.0}, times(-1.0, spacing_change), {}],
+        "log_rate_period": [log_rate, log_slope, {}, {}],
+        "voicing": [total("pv"), {}, plus(total("voicing"), minus("pv")), {}],
+        "shift": [total("sh_pv"), {}, plus(total("sh_v"), minus("sh_pv")), {}],
     }
     coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
     keep = plus(one, minus("unfed"))
-    coef, nb, partial, _, _, log_freq_base, applied_weight, keep_model, unfed_weight = lanes_c.linear([
+    heads = R.HEADS
+    coef, nb, partial, _, _, log_freq_base, applied_weight, keep_model, unfed_weight, resample = lanes_c.linear([
         ("coefficients", coefficients),
         ("ltp_nb", [ltp_nb]),
-        ("state", [{"1": float(R.DMIN)}, total("v_est"), total("voicing"),
+        ("state", [total("v_est"), total("voicing"),
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
-                   plus(spacing, spacing_change), {}]),
+                   plus(spacing, spacing_change), {}, {}] + [{"1": float(c.latency_samples - N)}] * heads + [{}] * heads),
         ("detected", [{"detect": float(c.sr / F(30.0))}]),
         ("confidence", [total("voicing")]),
         ("log_freq", [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("applied", [plus(total("man_report", "v"), minus("v_man"))]),
-        ("keep", [keep] * 8),
+        ("keep", [keep] * (4 * heads)),
         ("unfed", [total("unfed")]),
-    ], outs=[None, None, None, "detected_pitch", "confidence", None, None, None, None])
+        ("resample", [total("resample")]),
+    ], outs=[None, None, None, "detected_pitch", "confidence", None, None, None, None, None])
 
     # Per-sample work is laid out [rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
     basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
-    log_rate_a, glide_arg, sv, period, low, high, aim, now_rows = g.split(
-        g.Gemm(g.Reshape(coef, g.ints(len(basis_rows), 4)), g.const(basis)), [1] * 7 + [2], axis=0)
+    log_rate_a, glide_arg, sv, period, log_rate_period, v, v_shift = g.split(
+        g.Gemm(g.Reshape(coef, g.ints(len(basis_rows), 4)), g.const(basis)), [1] * 7, axis=0)
 
-    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
+    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period); the
+    # output period is the rate period / rho
     glide_term = g.Mul(g.Exp(glide_arg), nb)
     limit = float(F(np.log(R.RHO_LIMIT)))
-    rho = g.Exp(g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit)))
+    exponent = g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit))
+    out_period = g.Max(g.Exp(g.Sub(log_rate_period, exponent)), g.f(R.MIN_OUT_PERIOD))
 
-    # 5. head delay, wrapped into one period: its phase phi in [0, 1)
-    wrapped = g.Sub(g.Min(g.Max(aim, low), high), g.CumSum(rho, g.const(1, np.int64)))
-    ratio = g.Div(wrapped, period)
-    phi = g.Sub(ratio, g.Floor(ratio))
-    delay = g.Mul(period, phi)                                                   # minus DMIN
+    # 5. grains. Formant rate gamma, the input phase over the buffer, the output grain phase psi.
+    gamma = g.Exp(g.Add(g.Mul(exponent, resample), v_shift))
+    phase_new = g.Add(g.CumSum(g.Reciprocal(period), g.const(1, np.int64)), g.slice("phase", H - 1, H))
+    phase_buf = g.Concat("phase", phase_new, axis=1)                                 # [1, H + N]
+    phase_end = g.slice(phase_buf, H + N - 1, H + N)
+    g.Sub(g.slice(phase_buf, N, N + H), g.Floor(phase_end), out="phase_out")
+    psi = g.Add(g.CumSum(g.Reciprocal(out_period), g.const(1, np.int64)), g.slice("state", R.S_PSI, R.S_PSI + 1))
+    k = g.Floor(psi)
+    psi_frac = g.Sub(psi, k)
+    read = g.CumSum(gamma, g.const(1, np.int64))
+    # start sample of grains 1..GRAINS: the count of samples before psi reaches each
+    grains = R.GRAINS
+    before = g.Cast(g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1))), to=TensorProto.FLOAT)
+    starts = g.Min(g.ReduceSum(before, g.ints(1), keepdims=0), g.f(N - 1))          # [GRAINS]
+    span = g.Min(g.Max(g.Div(period, gamma), g.Mul(out_period, g.f(R.MIN_SPAN))),
+                 g.Mul(out_period, g.f(heads / 2)))
+    unvoiced_half = g.Mul(g.Sub(g.f(1.0), v), g.Mul(period, g.f(0.5)))
+    reach = g.Add(g.Add(g.Mul(g.Relu(g.Sub(gamma, g.f(1.0))), g.Mul(span, g.f(2.0 * R.REACH_MARGIN))), g.f(R.DMIN)),
+                  unvoiced_half)
+    span_periods = g.Div(span, out_period)
+    at = g.Gather(g.Concat(reach, v, read, psi, out_period, gamma, span_periods, axis=0),
+                  g.Cast(starts, to=TensorProto.INT64), axis=1)
+    reach_at, v_at, read_at, psi_at, out_period_at, gamma_at, span_at = g.split(at, [1] * 7, axis=0)  # [1, GRAINS]
+    # samples from the crossing itself to the start sample, so a start rounded a sample later lands
+    # on the same position
+    late = g.Mul(g.Sub(psi_at, g.const(np.arange(1, grains + 1, dtype=F).reshape(1, grains))), out_period_at)
+    aim = g.Sub(g.Sub(g.Reshape(starts, g.ints(1, grains)), late), reach_at)
+    # the pitch mark at or before aim, where voiced: phase locally linear between two samples
+    index = g.Clip(g.Add(aim, g.f(H)), zero, g.f(H + N - 2))
+    below = g.Floor(index)
+    below_i = g.Cast(below, to=TensorProto.INT64)
+    lo_hi = g.Gather(phase_buf, g.Concat(below_i, g.Add(below_i, g.const(1, np.int64)), axis=1), axis=1)
+    phase_lo, phase_hi = g.split(g.Reshape(lo_hi, g.ints(1, 2 * grains)), [grains, grains])
+    step = g.Max(g.Sub(phase_hi, phase_lo), g.f(1.0 / c.tau_max))
+    at_aim = g.Add(phase_lo, g.Mul(g.Sub(index, below), step))
+    mark = g.Sub(aim, g.Div(g.Mul(v_at, g.Sub(at_aim, g.Floor(at_aim))), step))
+    # anchors: the state's grains oldest first, then this block's; head h plays grain k(n) - h
+    # (and each grain's half-length in output periods, fixed at its start, so its window follows
+    # the grain phase alone and never jumps when a parameter does)
+    state_heads = g.Slice("state", g.ints(R.S_SPANS - 1), g.ints(R.S_HEADS - 1), g.ints(1), g.ints(-1))
+    state_spans = g.Slice("state", g.ints(R.S_SPANS + heads - 1), g.ints(R.S_SPANS - 1), g.ints(1), g.ints(-1))
+    crossing_read = g.Sub(read_at, g.Mul(gamma_at, late))
+    state_anchors = g.Sub(state_heads, g.f(c.latency_samples))   # stored offset by the latency
+    anchors = g.Reshape(g.Concat(state_anchors, g.Sub(mark, crossing_read), axis=1), g.ints(heads + grains))
+    spans = g.Reshape(g.Concat(state_spans, span_at, axis=1), g.ints(heads + grains))
+    slot = g.Min(g.Add(g.Cast(k, to=TensorProto.INT64),
+                       g.const(np.arange(heads - 1, -1, -1).reshape(heads, 1), np.int64)),
+                 g.const(grains + heads - 1, np.int64))                             # [HEADS, N]
+    unclipped = g.Add(g.Gather(anchors, slot, axis=0), read)
+    newest = np.arange(N, dtype=F).reshape(1, N) + F(H) - R.DMIN
+    positions = g.Min(g.Max(g.Add(unclipped, g.f(H)), g.f(2.0)), g.const(newest))    # buffer index
+    # raised-cosine windows two spans long from each grain's start, normalised to sum to one
+    age = g.Add(psi_frac, g.const(np.arange(heads, dtype=F).reshape(heads, 1)))
+    grain_span = g.Max(g.Gather(spans, slot, axis=0), g.f(R.MIN_SPAN))
+    edge = g.Clip(g.Div(g.Min(age, g.Sub(g.Mul(grain_span, g.f(2.0)), age)), grain_span), zero, g.f(1.0))
+    window = g.Sub(g.f(0.5), g.Mul(g.Cos(g.Mul(edge, g.f(np.pi))), g.f(0.5)))
+    head_weights = g.Div(window, g.Max(g.ReduceSum(window, g.ints(0), keepdims=1), g.f(R.WEIGHT_FLOOR)))
 
-    # two heads one period apart (rows); one GatherElements reads all 4 Catmull-Rom taps of both
-    # crossfade [young; old] = [1 - (1 - phi)^2; (1 - phi)^2] = M [1; phi; phi^2]
-    fade = np.array([[0.0, 2.0, -1.0], [1.0, -2.0, 1.0]], np.float32)
-    head_weights = g.Gemm(g.const(fade), g.Concat(g.const(np.ones((1, N), np.float32)), phi, g.Mul(phi, phi),
-                                                  axis=0))                                  # [2, N]
-    positions = g.Sub(now_rows, delay)                                                       # [2, N]
+    # one GatherElements reads all 4 Catmull-Rom taps of every head
     floor = g.Floor(positions)
     t = g.Sub(positions, floor)
     taps = g.Add(g.Cast(floor, to=TensorProto.INT64), g.const(np.arange(-1, 3).reshape(4, 1, 1), np.int64))
-    samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(1, 8 * N)), axis=1), g.ints(8, N))
+    samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(1, 4 * heads * N)), axis=1),
+                        g.ints(4 * heads, N))
     wt = g.Mul(head_weights, t)
     wt2 = g.Mul(wt, t)
-    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=0)                          # [8, N]
-    # row 2 tap + head of the weights = sum over powers p of CUBIC[p, tap] * powers[2 p + head]
-    tap_weights = g.Gemm(g.const(np.kron(R.CUBIC.T, np.eye(2, dtype=F))), powers)
+    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=0)                  # [4 HEADS, N]
+    # row tap * HEADS + head of the weights = sum over powers p of CUBIC[p, tap] * powers[p * HEADS + head]
+    tap_weights = g.Gemm(g.const(np.kron(R.CUBIC.T, np.eye(heads, dtype=F))), powers)
     # the column sum, or (unfed state: a caller that does not stream state back) the input itself
     g.Gemm(keep_model, g.Mul(samples, tap_weights), g.Mul("audio_buffer", unfed_weight), out="corrected_audio")
 
@@ -408,8 +459,12 @@ def build(sample_rate):
         rows[N - 1, lane] = 1.0
         return rows
 
-    with_delay = g.Gemm(delay, g.const(last_row(R.S_DELAY)), partial)
-    g.Gemm(glide_term, g.const(k12 * last_row(R.S_TARGET)), with_delay, out="state_out")
+    with_psi = g.Gemm(psi_frac, g.const(last_row(R.S_PSI)), partial)
+    with_target = g.Gemm(glide_term, g.const(k12 * last_row(R.S_TARGET)), with_psi)
+    place = np.zeros((2 * heads, R.STATE_LEN), np.float32)
+    place[np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
+    last_heads = g.Reshape(g.slice(g.Concat(unclipped, grain_span, axis=0), N - 1, N), g.ints(1, 2 * heads))
+    g.Gemm(last_heads, g.const(place), with_target, out="state_out")
     log_freq = g.Gemm(glide_term, g.const(last_row(0)[:, :1]), log_freq_base)
     g.Mul(applied_weight, g.Exp(log_freq), out="applied_target_hz")
 
@@ -422,7 +477,10 @@ def build(sample_rate):
         helper.make_tensor_value_info("tuning_hz", f32, [1, 1]),
         helper.make_tensor_value_info("retune_ms", f32, [1, 1]),
         helper.make_tensor_value_info("transpose", f32, [1, 1]),
+        helper.make_tensor_value_info("formant_preserve", f32, [1, 1]),
+        helper.make_tensor_value_info("formant_shift", f32, [1, 1]),
         helper.make_tensor_value_info("history", f32, [1, H]),
+        helper.make_tensor_value_info("phase", f32, [1, H]),
         helper.make_tensor_value_info("state", f32, [1, R.STATE_LEN]),
     ]
     outputs = [
@@ -431,6 +489,7 @@ def build(sample_rate):
         helper.make_tensor_value_info("detected_pitch", f32, [1, 1]),
         helper.make_tensor_value_info("applied_target_hz", f32, [1, 1]),
         helper.make_tensor_value_info("history_out", f32, [1, H]),
+        helper.make_tensor_value_info("phase_out", f32, [1, H]),
         helper.make_tensor_value_info("state_out", f32, [1, R.STATE_LEN]),
     ]
     # Defaults for everything past the base contract, so a caller that feeds only the base inputs
@@ -440,7 +499,8 @@ def build(sample_rate):
     unfed_state[0, R.S_UNFED] = 1.0
     defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
-                "history": np.zeros((1, H), np.float32),
+                "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),
+                "history": np.zeros((1, H), np.float32), "phase": np.zeros((1, H), np.float32),
                 "state": unfed_state}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)
@@ -448,7 +508,7 @@ def build(sample_rate):
                               producer_name="autotuned models/build.py", producer_version=VERSION)
     model.ir_version = 8
     meta = {"sample_rate": str(sample_rate), "block_size": str(N),
-            "latency_samples": str(c.latency_samples), "name": "autotune-yin-2head", "version": VERSION}
+            "latency_samples": str(c.latency_samples), "name": "autotune-yin-grains", "version": VERSION}
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model

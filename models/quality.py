@@ -1,4 +1,4 @@
-"""Quality benchmark of the default model: pitch accuracy, voicing, seams, delay and speed.
+"""Quality benchmark of the default model: pitch accuracy, voicing, seams, delay, formants and speed.
 
     python3 models/quality.py                 # both rates, prints a table per rate
     python3 models/quality.py --rate 44100 --json out.json
@@ -15,6 +15,7 @@ import time
 import numpy as np
 import parselmouth
 
+import envelope
 import stream
 import voices
 from reference import BLOCK
@@ -23,7 +24,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 MODEL_FOR_RATE = {44100: HERE / "autotune.onnx", 48000: HERE / "autotune-48k.onnx"}
 C_MAJOR = [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]
 NOTE_SECONDS = 1.2
-SETTLE_SECONDS = 0.15   # onset and Praat's window are left out of each note
+SETTLE_SECONDS = 0.03   # onset and Praat's window are left out of each note
+FORMANT_VOICES_HZ = (82.41, 110.0, 196.0, 329.63)
+TRANSPOSES = (5.0, -7.0, 12.0)
 FRAME = 0.01
 VIBRATO_CENTS = 20.0
 
@@ -36,10 +39,10 @@ def hz_of(note, tuning=440.0):
     return tuning * 2 ** ((note - 69) / 12)
 
 
-def praat_pitch(signal, rate):
+def praat_pitch(signal, rate, floor=60.0):
     """Frame times and f0 (Hz, 0 = unvoiced) by Praat's autocorrelation method."""
     pitch = parselmouth.Sound(signal.astype(np.float64), rate).to_pitch(
-        time_step=FRAME, pitch_floor=60.0, pitch_ceiling=1200.0)
+        time_step=FRAME, pitch_floor=floor, pitch_ceiling=1400.0)
     return pitch.xs(), pitch.selected_array["frequency"]
 
 
@@ -184,9 +187,49 @@ def benchmark(rate, timing_blocks=5000):
     report["delay_samples"] = {"mean": float(values.mean()), "worst": float(worst[1]), "worst_case": worst[0],
                                "worst_at_82Hz": float(max(low))}
     report["c_major_f_sharp_plus_20"] = c_major_check(sess, rate)
+    report["formants"] = formant_check(sess, rate)
     report["ort_us_per_block"] = ort_timing(sess, timing_blocks)
     report["model_bytes"] = MODEL_FOR_RATE[rate].stat().st_size
     return report
+
+
+def formant_case(sess, rate, f0, vowel, seed, **controls):
+    """(pitch moved, semitones; envelope warp; envelope distance, dB) of a held vowel through sess.
+
+    Pitch by Praat (its floor low enough for 82 Hz down a fifth); the envelope warp and distance
+    between input and output frames a delay apart, each pair at the sparser voice's resolution.
+    """
+    signal = voices.render(voices.steady(f0, 1.5, rate), rate, vowel=vowel, seed=seed)
+    out, _, _ = stream.run(sess, signal, **controls)
+    signal = signal[:len(out)]
+    delay = measured_delay(signal, out, rate)
+    t_in, f_in = praat_pitch(signal, rate, floor=40.0)
+    t_out, f_out = praat_pitch(out, rate, floor=40.0)
+    keep = (t_in > 0.3) & (t_in < len(signal) / rate - 0.2) & (f_in > 0)
+    times, env_in = envelope.envelopes(signal, rate, t_in[keep], f_in[keep])
+    f_out_at = np.interp(times + delay / rate, t_out, f_out)
+    f_in_at = np.interp(times, t_in, f_in)
+    _, env_out = envelope.envelopes(out, rate, times + delay / rate, f_out_at)
+    pairs = [envelope.pair(a, b, fa, fb) for a, b, fa, fb in zip(env_in, env_out, f_in_at, f_out_at)]
+    moved = 12 * np.log2(np.median(f_out[(t_out > 0.3) & (f_out > 0)]) / np.median(f_in[keep]))
+    return (float(moved), float(np.median([envelope.warp(a, b) for a, b in pairs])),
+            float(np.median([envelope.log_spectral_distance(a, b) for a, b in pairs])))
+
+
+def formant_check(sess, rate):
+    """Transposes with formants kept and not, and a formant shift, on held vowels 82..330 Hz."""
+    rows = []
+    for i, f0 in enumerate(FORMANT_VOICES_HZ):
+        vowel = "aeo"[i % 3]
+        for semitones in TRANSPOSES:
+            for keep in (1.0, 0.0):
+                moved, warp, lsd = formant_case(sess, rate, f0, vowel, i, transpose=semitones, formant_preserve=keep)
+                rows.append({"f0": f0, "transpose": semitones, "formant_preserve": keep, "formant_shift": 0.0,
+                             "pitch_moved_st": moved, "warp": warp, "lsd_db": lsd})
+        moved, warp, lsd = formant_case(sess, rate, f0, vowel, i, formant_shift=3.0)
+        rows.append({"f0": f0, "transpose": 0.0, "formant_preserve": 1.0, "formant_shift": 3.0,
+                     "pitch_moved_st": moved, "warp": warp, "lsd_db": lsd})
+    return rows
 
 
 def c_major_check(sess, rate):
@@ -219,7 +262,9 @@ def ort_timing(sess, blocks):
         t = time.perf_counter()
         result = sess.run(names, feeds)
         times.append(time.perf_counter() - t)
-        feeds["history"], feeds["state"] = result[names.index("history_out")], result[names.index("state_out")]
+        for name in list(feeds):
+            if name + "_out" in names:
+                feeds[name] = result[names.index(name + "_out")]
     us = np.array(times) * 1e6
     return {"median": float(np.median(us)), "p99": float(np.percentile(us, 99)), "blocks": blocks}
 
@@ -237,6 +282,11 @@ def print_report(r):
           f"worst at 82 Hz {d['worst_at_82Hz']:.0f} samples (passthrough 0)")
     print(f"C major, F#+20c lands on MIDI {r['c_major_f_sharp_plus_20']['C major']} "
           f"(chromatic: {r['c_major_f_sharp_plus_20']['chromatic']})")
+    print(f"{'formants: f0':>14} {'transpose':>9} {'keep':>5} {'shift':>5} {'pitch st':>9} {'warp':>6} {'ideal':>6} {'LSD dB':>7}")
+    for f in r["formants"]:
+        ideal = 2 ** ((f["transpose"] * (1 - f["formant_preserve"]) + f["formant_shift"]) / 12)
+        print(f"{f['f0']:14.0f} {f['transpose']:+9.0f} {f['formant_preserve']:5.0f} {f['formant_shift']:+5.0f} "
+              f"{f['pitch_moved_st']:9.2f} {f['warp']:6.3f} {ideal:6.3f} {f['lsd_db']:7.2f}")
     t = r["ort_us_per_block"]
     print(f"ORT per block (1 thread): median {t['median']:.0f} us, p99 {t['p99']:.0f} us over {t['blocks']} blocks")
     print(f"model size {r['model_bytes']} bytes")

@@ -10,8 +10,14 @@ Algorithm (see models/README.md for the why):
      difference, its minimum under an octave cost; then the full-rate difference around that lag
      and a parabola through its minimum; voicing from aperiodicity and level
   3. per-sample log period track: log-linear trend between consecutive estimates that agree
-  4. read rate rho(n) = (P(n) / P_target(n)) ** (strength * voicing(n))
-  5. pitch-synchronous two-head resampler, heads one period apart, crossfaded by head phase
+  4. read rate rho(n) = (P(n) / P_target(n)) ** (strength * voicing(n)); the output period is
+     P(n) / rho(n)
+  5. pitch-synchronous grains (TD-PSOLA family), two at a time: a grain starts every output
+     period, on a pitch mark of the input (an integer of the input's phase track), and is read
+     at the formant rate gamma = rho ** (1 - formant_preserve) * 2 ** (formant_shift / 12); the
+     two grains cross-fade so that their weights always sum to one. gamma = 1 keeps the
+     formants where they were sung, gamma = rho is v2's resampler. Unvoiced, grains are not
+     snapped to marks and read at rate 1: both read the same samples, one delayed head.
 """
 
 import numpy as np
@@ -54,13 +60,28 @@ HYSTERESIS_ST = F(0.25)
 RHO_LIMIT = F(4.25)
 # Minimum head delay, for the cubic interpolator's look-ahead of two samples.
 DMIN = F(2.0)
-# Unvoiced: the head drifts to a crossfade edge (a single head, a pure delay) at this rate.
-DRIFT_RATE = F(0.02)
+# Grains: output periods are at least MIN_OUT_PERIOD samples, so a block starts at most GRAINS
+# new grains. A grain reads two input periods (at the formant rate) and lasts between
+# MIN_SPAN and HEADS / 2 output periods; HEADS grains sound at once at most.
+MIN_OUT_PERIOD = F(36.0)
+GRAINS = 15
+HEADS = 4
+MIN_SPAN = F(0.6)
+# Extra room, as a fraction of the grain's reach, for a formant rate that rises during a grain.
+REACH_MARGIN = F(1.25)
+# The weights' sum never falls below this before it divides them.
+WEIGHT_FLOOR = F(1e-3)
+FORMANT_SHIFT_LIMIT = F(12.0)
 LOG2 = F(np.log(2.0))
-STATE_LEN = 7
+STATE_LEN = 7 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
-# does not stream state back gets the input block unchanged instead of a stateless mess.
-S_DELAY, S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED = range(STATE_LEN)
+# does not stream state back gets the input block unchanged instead of a stateless mess. S_HEADS..
+# are the anchors of the sounding grains, youngest first, relative to the next block's start and
+# offset by the latency (so a zeroed state is heads at the nominal delay, not at no delay);
+# S_SPANS.. their half-lengths in output periods.
+S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI = range(7)
+S_HEADS = 7
+S_SPANS = S_HEADS + HEADS
 
 
 class Constants:
@@ -72,7 +93,8 @@ class Constants:
         self.tau_max = int(round(sample_rate / 69.0))
         # The period assumed before any voice was heard; the model's nominal delay follows from it.
         self.default_period = F(round(sample_rate / 200.0))
-        self.latency_samples = int(DMIN + self.default_period)
+        # Grains start on the mark at or before DMIN: on average half a period after it.
+        self.latency_samples = int(DMIN + F(0.5) * self.default_period)
         # Decimated YIN: lags 0 .. lags_dec-1 at sample_rate / DEC.
         self.tau_min_dec = self.tau_min // DEC
         self.lags_dec = self.tau_max // DEC + 2
@@ -166,8 +188,8 @@ CUBIC = np.array([[0.0, 1.0, 0.0, 0.0],
                   [-0.5, 1.5, -1.5, 0.5]], F)
 
 
-def two_heads(buf, pos, weight):
-    """Sum over heads of weight * Catmull-Rom interpolation of buf at positions pos, both [BLOCK, 2]."""
+def heads(buf, pos, weight):
+    """Sum over heads of weight * Catmull-Rom interpolation of buf at positions pos, both [BLOCK, heads]."""
     floor = np.floor(pos)
     t = pos - floor
     taps = floor.astype(np.int64)[:, :, None] + np.arange(-1, 3)
@@ -181,10 +203,12 @@ class Reference:
     def __init__(self, sample_rate):
         self.c = Constants(sample_rate)
         self.history = np.zeros(HISTORY, F)
+        # The input's pitch phase (cycles) at every history sample; its integers are pitch marks.
+        self.phase = np.zeros(HISTORY, F)
         self.state = np.zeros(STATE_LEN, F)
 
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
-                retune_ms=0.0, transpose=0.0):
+                retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0):
         """Returns (corrected block, confidence, detected_pitch, applied_target_hz)."""
         c = self.c
         mask = np.ones(12, F) if scale_mask is None else np.asarray(scale_mask, F)
@@ -192,6 +216,8 @@ class Reference:
         tuning = np.clip(F(tuning_hz), F(300.0), F(600.0))
         semitones = np.clip(F(transpose), F(-24.0), F(24.0))
         retune = np.clip(F(retune_ms), c.retune_floor_ms, F(5000.0))
+        keep = np.clip(F(formant_preserve), F(0.0), F(1.0))
+        shift = np.clip(F(formant_shift), -FORMANT_SHIFT_LIMIT, FORMANT_SHIFT_LIMIT)
         s = self.state
         n = np.arange(BLOCK, dtype=F)
         ramp = (n + F(1.0)) / F(BLOCK)
@@ -205,7 +231,7 @@ class Reference:
 
         # 3. period track, in log period. The read rate uses the period where the heads read: a
         # log-linear trend between agreeing estimates (within AGREE_CENTS), else this block's
-        # estimate. The head spacing glides linearly from the last block's end to this block's
+        # estimate. The input period glides linearly from the last block's end to this block's
         # estimate, so even a note change has no seam.
         prev_est = s[S_EST]
         lo, hi = agree_bounds()
@@ -254,32 +280,67 @@ class Reference:
         log_target_period = ln_sr - ln_tuning - (m_smooth - F(69.0)) * (LOG2 / F(12.0))
         log_limit = F(np.log(RHO_LIMIT))
         exponent = np.clip(strength * v * (log_rate_period - log_target_period), -log_limit, log_limit)
+        out_period = np.maximum(np.exp(log_rate_period - exponent), MIN_OUT_PERIOD)
 
-        # 5. two-head resampler; unvoiced, the head drifts to the nearest crossfade edge (phase 0 or
-        # 1: a single head, a pure delay) and stays there.
-        spacing = np.maximum(s[S_SPACING], F(1.0))
-        phi0 = np.clip((s[S_DELAY] - DMIN) / spacing, F(0.0), F(1.0))
-        to_edge = (np.round(phi0) - phi0) * spacing
-        # The head delay integrates 1 - rho: delay(n) = d0 + (n + 1) - cumsum(rho) + drift(n).
-        reach = DRIFT_RATE * (F(1.0) - v_blk) * (n + F(1.0))
-        base = (s[S_DELAY] - DMIN) + (n + F(1.0))
-        rho = np.exp(exponent)
-        wrapped = np.minimum(np.maximum(base + to_edge, base - reach), base + reach) - np.cumsum(rho, dtype=F)
-        ratio = wrapped / period
-        phi = ratio - np.floor(ratio)
-        # The younger head's weight rises faster than linearly, y = 1 - (1 - phi)^2: the mix leans
-        # to the newer audio, which lowers the mean delay from 2 + P to 2 + 5/6 P; both weights
-        # still meet 0 and 1 exactly at the splice, where the heads are a period apart and in phase.
-        young = F(1.0) - (F(1.0) - phi) ** 2
-        pos = (F(HISTORY) - DMIN + n)[:, None] - period[:, None] * (phi[:, None] + np.array([0.0, 1.0], F))
-        out = two_heads(buf, pos, np.stack([young, F(1.0) - young], axis=1))
+        # 5. grains. The formant rate: gamma = rho ** (1 - keep) * 2 ** (shift / 12), shifted
+        # only where voiced, so unvoiced sound is never resampled.
+        gamma = np.exp((F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0)))
+        # The input's pitch phase over the buffer: marks are where it crosses an integer.
+        phase = np.concatenate([self.phase, self.phase[-1] + np.cumsum(F(1.0) / period, dtype=F)])
+        # Output grain phase: a new grain starts where it crosses an integer; k(n) is the number
+        # of grains started in this block by sample n.
+        psi = s[S_PSI] + np.cumsum(F(1.0) / out_period, dtype=F)
+        k = np.floor(psi)
+        read = np.cumsum(gamma, dtype=F)
+        # Start sample of grain j = 1..GRAINS (BLOCK if it does not start in this block).
+        starts = np.array([np.sum(psi < F(j)) for j in range(1, GRAINS + 1)])
+        at = np.minimum(starts, BLOCK - 1)
+        # Half a grain, in output samples: an input period at the formant rate, within bounds.
+        span = np.clip(period / gamma, MIN_SPAN * out_period, F(HEADS / 2) * out_period)
+        # The earliest start delay that keeps a grain read at gamma behind the newest sample; the
+        # mark before it is on average half a period earlier, and unvoiced sound, which is not
+        # snapped to marks, is held at that mean delay so the timing stays put at voicing edges.
+        reach = (DMIN + REACH_MARGIN * np.maximum(gamma - F(1.0), F(0.0)) * F(2.0) * span
+                 + (F(1.0) - v) * F(0.5) * period)
+        # Samples from the crossing itself to that start sample, so a start that rounding puts a
+        # sample later lands on the same position.
+        late = (psi[at] - np.arange(1, GRAINS + 1, dtype=F)) * out_period[at]
+        aim = n[at] - late - reach[at]
+        # The pitch mark at or before aim, when voiced (the phase is locally linear).
+        index = np.clip(aim + F(HISTORY), F(0.0), F(HISTORY + BLOCK - 2))
+        below = np.floor(index).astype(np.int64)
+        frac = index - below
+        step = np.maximum(phase[below + 1] - phase[below], F(1.0) / F(c.tau_max))
+        at_aim = phase[below] + frac * step
+        mark = aim - v[at] * (at_aim - np.floor(at_aim)) / step
+        # Head h plays grain k(n) - h: its position is its anchor + read(n). Anchors: the state's
+        # grains, oldest first, then this block's.
+        lag = F(c.latency_samples)
+        anchors = np.concatenate([s[S_HEADS:S_SPANS][::-1] - lag, mark - (read[at] - gamma[at] * late)]).astype(F)
+        # Each grain keeps the half-length it started with, in output periods, so its window
+        # follows the grain phase alone and never jumps when a parameter does.
+        spans = np.concatenate([s[S_SPANS:][::-1], (span / out_period)[at]]).astype(F)
+        h = np.arange(HEADS)
+        slot = np.minimum(k.astype(np.int64)[:, None] + (HEADS - 1) - h, GRAINS + HEADS - 1)
+        newest = n - DMIN
+        pos = np.clip(anchors[slot] + read[:, None], F(-HISTORY + 2), newest[:, None])     # [BLOCK, HEADS]
+        # Weights: a raised-cosine window two spans long from each grain's start, normalised to
+        # sum to one (grains of two periods at a hop of one sum to one already). Ages and spans
+        # are in output periods.
+        age = (psi - k)[:, None] + h
+        grain_span = np.maximum(spans[slot], MIN_SPAN)
+        edge = np.clip(np.minimum(age, F(2.0) * grain_span - age) / grain_span, F(0.0), F(1.0))
+        weight = F(0.5) - F(0.5) * np.cos(F(np.pi) * edge)
+        weight = weight / np.maximum(np.sum(weight, axis=1, keepdims=True), WEIGHT_FLOOR)
+        out = heads(buf, pos + F(HISTORY), weight)
 
         if s[S_UNFED] > F(0.5):
             out = np.asarray(block, F)
         self.history = buf[BLOCK:].copy()
-        delay_last = DMIN + period[-1] * phi[-1]
-        self.state = np.array([delay_last, est if voiced else F(0.0), v_blk, note, m_smooth[-1],
-                               period[-1], F(0.0)], F)
+        self.phase = (phase[BLOCK:] - np.floor(phase[-1])).astype(F)
+        self.state = np.concatenate([[est if voiced else F(0.0), v_blk, note, m_smooth[-1], period[-1], F(0.0),
+                                      psi[-1] - k[-1]], anchors[slot[-1]] + read[-1] - F(BLOCK) + lag,
+                                     grain_span[-1]]).astype(F)
         detected = c.sr / est if voiced else F(0.0)
         applied = np.exp(ln_sr - log_target_period[-1]) if voiced or manual else F(0.0)
         return out.astype(F), F(v_blk), F(detected), F(applied)

@@ -22,7 +22,7 @@ def initial_state(sess):
 
 
 def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0, retune_ms=0.0,
-          transpose=0.0, base_only=False):
+          transpose=0.0, formant_preserve=1.0, formant_shift=0.0, base_only=False):
     """Control inputs (and zeroed state unless base_only) for sess.run, without audio."""
     mask = np.ones(12, np.float32) if scale_mask is None else np.asarray(scale_mask, np.float32)
     result = {} if base_only else initial_state(sess)
@@ -31,9 +31,12 @@ def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0
         result["tuning_hz"] = np.array([[tuning_hz]], np.float32)
         result["retune_ms"] = np.array([[retune_ms]], np.float32)
         result["transpose"] = np.array([[transpose]], np.float32)
+        result["formant_preserve"] = np.array([[formant_preserve]], np.float32)
+        result["formant_shift"] = np.array([[formant_shift]], np.float32)
     result["target_pitch"] = np.array([[target_pitch]], np.float32)
     result["correction_strength"] = np.array([[strength]], np.float32)
-    return result
+    accepted = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
+    return {name: value for name, value in result.items() if name in accepted}
 
 
 def run(sess, signal, **controls):

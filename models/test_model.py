@@ -23,7 +23,7 @@ RATES = list(build.MODELS.values())
 # implementations' rounding differs by up to ~0.015 samples at a read rate of 2.4 (a manual target
 # far above the voice): 0.05 samples is 1 microsecond at 44.1 kHz.
 STATE_TOLERANCE = np.full(R.STATE_LEN, 1e-2, np.float32)
-STATE_TOLERANCE[R.S_DELAY] = 0.05
+STATE_TOLERANCE[R.S_HEADS:] = 0.05
 
 
 def path_for(rate):
@@ -61,21 +61,21 @@ def test_rebuild_is_byte_identical(tmp_path):
 def test_graph_matches_reference(rate, controls):
     """Every block of a long stream, the graph fed the reference's state, matches the reference.
 
-    The state is the reference's own at every block because the head delay integrates float
-    rounding for the whole stream: at a splice, a delay within rounding of the wrap point can
-    wrap in one implementation and not the other. Both are valid splices, but from there the two
-    streams are different (equally good) outputs, so free-running, only their level is compared.
+    The state is the reference's own at every block because the grain phase integrates float
+    rounding for the whole stream: a grain start within rounding of an integer phase can fall a
+    sample apart in the two implementations. Both are valid, but from there the two streams are
+    different (equally good) outputs, so free-running, only their level is compared.
     """
     signal = long_signal(rate)
     sess = stream.session(path_for(rate))
     names = [o.name for o in sess.get_outputs()]
     feeds = stream.feeds(sess, **controls)
     ref = Reference(rate)
-    worst = 0.0
+    worst, grain_starts_differ = 0.0, 0
     for b in range(len(signal) // BLOCK):
         block = signal[b * BLOCK:(b + 1) * BLOCK]
         feeds.update(audio_buffer=block.reshape(1, BLOCK), history=ref.history.reshape(1, -1),
-                     state=ref.state.reshape(1, -1))
+                     phase=ref.phase.reshape(1, -1), state=ref.state.reshape(1, -1))
         got = dict(zip(names, sess.run(names, feeds)))
         expected, confidence, detected, applied = ref.process(block, **controls)
         assert np.all(np.isfinite(got["corrected_audio"]))
@@ -83,8 +83,13 @@ def test_graph_matches_reference(rate, controls):
         assert abs(got["confidence"][0, 0] - confidence) <= 1e-3
         assert abs(got["detected_pitch"][0, 0] - detected) <= 1e-2
         assert abs(got["applied_target_hz"][0, 0] - applied) <= 1e-2
-        assert np.all(np.abs(got["state_out"][0] - ref.state) <= STATE_TOLERANCE)
+        state_error = np.abs(got["state_out"][0] - ref.state)
+        assert np.all(state_error[:R.S_HEADS] <= STATE_TOLERANCE[:R.S_HEADS])
+        grain_starts_differ += not np.all(state_error[R.S_HEADS:] <= STATE_TOLERANCE[R.S_HEADS:])
     assert worst <= 1e-3, f"max abs diff {worst}"
+    # A grain starts where the output phase crosses an integer; within float rounding of it, one
+    # implementation can start it a sample later than the other (both valid, the audio agrees).
+    assert grain_starts_differ <= len(signal) // BLOCK // 50, f"{grain_starts_differ} blocks"
 
     free, _, _ = stream.run(sess, signal, **controls)
     ref = Reference(rate)
@@ -124,10 +129,10 @@ def test_contract_and_metadata(rate):
     sess = stream.session(path_for(rate))
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
     assert {"audio_buffer", "target_pitch", "correction_strength", "scale_mask", "tuning_hz", "retune_ms",
-            "transpose", "history", "state"} == names
+            "transpose", "formant_preserve", "formant_shift", "history", "phase", "state"} == names
     outputs = {o.name for o in sess.get_outputs()}
     assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
-            "state_out"} == outputs
+            "phase_out", "state_out"} == outputs
 
 
 @pytest.mark.parametrize("rate", RATES)

@@ -31,9 +31,8 @@ fn the_default_models_offer_the_whole_contract() {
         assert_eq!(contract.sample_rate, rate);
         assert!(contract.latency_samples > 0);
         let (_, lacks) = contract.features();
-        // Formant preservation arrives with model v3 (issue 12).
-        assert_eq!(lacks, ["formant_preserve", "formant_shift"], "{file}");
-        assert_eq!(contract.slots.state.len(), 2, "history and state pairs");
+        assert!(lacks.is_empty(), "{file} lacks {lacks:?}");
+        assert_eq!(contract.slots.state.len(), 3, "history, phase and state pairs");
     }
 }
 

@@ -62,7 +62,7 @@ fn check_model_prints_the_contract() {
     let (_, contract) = runtime().load(&root().join("models/autotune.onnx"), None).unwrap();
     let latency = format!("latency {} samples", contract.latency_samples);
     assert!(
-        text.contains("history") && text.contains(&latency) && text.contains("unavailable  formant_preserve"),
+        text.contains("history") && text.contains(&latency) && text.contains("formant_preserve, formant_shift"),
         "{text}"
     );
     let run = autotuned(&["check-model", "tests/fixtures/wrong_shape.onnx"]);
