@@ -147,34 +147,41 @@ def build(sample_rate):
     c = R.Constants(sample_rate)
     g = Graph()
     N, H, BD, L = R.BLOCK, R.HISTORY, R.BLOCK_DEC, c.lags_dec
+    heads, grains = R.HEADS, R.GRAINS
     zero = g.f(0.0)
     ln_sr = float(np.log(c.sr))
     k12 = float(F(12.0) / R.LOG2)
+    lag = float(c.latency_samples)
 
     # 1. buf = [history | block], the block clipped so that every sum below stays finite
     block = g.Clip("audio_buffer", g.f(-R.AUDIO_LIMIT), g.f(R.AUDIO_LIMIT))
-    buf = g.Concat("history", block, axis=1)
+    buf = g.Concat("history", block, axis=1)                                  # [V, H + N]
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
-    # 2. YIN on the time-reversed, 4x decimated signal: a Conv output index is then a lag.
+    # 2. YIN on the time-reversed, 4x decimated signal, where a lag is an index. The cross term
+    # is one MatMul with the lagged copies of the signal as a matrix [BD, lags], dec[t + lag]: the
+    # signal tiled BD + 1 times and read in rows one sample longer than it, so each row starts a
+    # sample later (a Conv cannot take a per-voice kernel).
     rev = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
-    dec = g.Conv(g.Reshape(rev, g.ints(1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
-                 strides=[R.DEC])                                                # [1, 1, dec_len]
-    blk = g.slice(dec, 0, BD, axis=2)
-    e0 = g.ReduceSumSquare(blk, axes=[1, 2], keepdims=0)                       # [1]
-    cross = g.Conv(dec, g.Mul(blk, g.f(-2.0)), e0)                             # e0 - 2 C(lag)
+    dec = g.Conv(g.Reshape(rev, g.ints(-1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
+                 strides=[R.DEC])                                                # [V, 1, M]
+    M = c.dec_len
+    tiled = g.slice(g.Tile(dec, g.ints(1, 1, BD + 1)), 0, BD * (M + 1), axis=2)
+    lagged_dec = g.slice(g.Reshape(tiled, g.ints(-1, BD, M + 1)), 0, L, axis=2)  # [V, BD, L]
+    cross = g.MatMul(g.Mul(g.slice(dec, 0, BD, axis=2), g.f(-2.0)), lagged_dec)  # -2 C(lag)
     # lagged energy: a window sum of the squares = difference of their running sum BD apart
     running = g.CumSum(g.Mul(dec, dec), g.const(2, np.int64))
     window = np.zeros((1, 1, 2), np.float32)
     window[0, 0] = [-1.0, 1.0]
-    energy = g.Conv(running, g.const(window), dilations=[BD], pads=[1, 0])
+    energy = g.Conv(running, g.const(window), dilations=[BD], pads=[1, 0])      # [V, 1, L]
+    e0 = g.slice(energy, 0, 1, axis=2)                                            # the block's own
     # floored: the running sum stays > 0 and every CMNDF finite, even on silence or DC
-    diff = g.Max(g.Add(cross, energy), g.f(R.DIFF_FLOOR))                       # [1, 1, L]
-    cmnd = g.Div(diff, g.Mul(g.CumSum(diff, g.const(2, np.int64)), g.const(c.inv_tau.reshape(1, 1, L))))
+    diff = g.Reshape(g.Max(g.Add(g.Add(cross, energy), e0), g.f(R.DIFF_FLOOR)), g.ints(-1, L))
+    e0 = g.Reshape(e0, g.ints(-1, 1))
+    cmnd = g.Div(diff, g.Mul(g.CumSum(diff, g.const(1, np.int64)), g.const(c.inv_tau.reshape(1, L))))
 
     # the lag: CMNDF minimum under the octave cost (and out-of-range lags priced out)
-    cmnd = g.Reshape(cmnd, g.ints(1, L))
-    i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [1, 1] int64
+    i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [V, 1] int64
     aperiodicity = g.GatherElements(cmnd, i, axis=1)
 
     # full-rate difference at REFINE_LAGS lags around 4 i; parabola through the smallest
@@ -182,8 +189,8 @@ def build(sample_rate):
     half_lags = lags // 2
     rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
-    lagged = g.Reshape(g.GatherElements(buf, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(1, lags, N))
-    d = g.ReduceSumSquare(g.Sub(lagged, block), axes=[2], keepdims=0)          # [1, lags]
+    lagged = g.Reshape(g.GatherElements(buf, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(-1, lags, N))
+    d = g.ReduceSumSquare(g.Sub(lagged, g.Reshape(block, g.ints(-1, 1, N))), axes=[2], keepdims=0)  # [V, lags]
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):
@@ -200,15 +207,18 @@ def build(sample_rate):
     # 3-4. Per-block decisions. The pack: every scalar they read, clipped per lane; the first
     # LOGGED lanes also go through one Log.
     lo, hi = R.agree_bounds()
-    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0"] + [f"a{h}" for h in range(R.HEADS)] + [
-        f"s{h}" for h in range(R.HEADS)]
+    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "ph0"] + [f"a{h}" for h in range(heads)] + [
+        f"s{h}" for h in range(heads)]
+    # The phases are fractions: clipped to [0, 1] so that no state can start more grains than
+    # the graph has slots for.
+    state_bounds = {"psi0": (0.0, 1.0), "ph0": (0.0, 1.0)}
     logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
         (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
-    pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, -BIG, BIG) for lane in state_lanes] + [
+    pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, *state_bounds.get(lane, (-BIG, BIG))) for lane in state_lanes] + [
         ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG),
         ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT))] + [
         (f"mask{k}", -BIG, BIG) for k in range(12)]
-    pack = g.Concat(g.Reshape(e0, g.ints(1, 1)), est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
+    pack = g.Concat(e0, est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
                     "correction_strength", "retune_ms", "transpose", "target_pitch", "formant_preserve",
                     "formant_shift", "scale_mask", axis=1)
     bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
@@ -236,11 +246,15 @@ def build(sample_rate):
     was_voiced = {"pv": 1.0, "1": -BELOW_HALF}
     held, not_held = {"pt": 1.0, "1": -BELOW_NO_TARGET}, {"pt": -1.0, "1": float(R.NO_TARGET)}
     spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
+    # the same margins inside a continuous weight, scaled so that they only ever gate it
+    spaced_gate = {lane: SCALE * k for lane, k in spaced.items()}
+    unspaced_gate = {lane: SCALE * k for lane, k in unspaced.items()}
     agree = voiced + [{"est": 1.0, "pe": -float(lo)}, {"pe": float(hi), "est": -1.0}]
     update = voiced + [auto, allowed]
     always = []
     pt, one = {"pt": 1.0}, {"1": 1.0}
     default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
+    half_default = {"1": float(F(0.5) * c.default_period)}
 
     early = [  # (name, weight, value): values from the first linear stage
         ("man", [manual], m_man_trn),                      # target: manual
@@ -258,11 +272,11 @@ def build(sample_rate):
         ("v_none_man", voiced + [not_held, manual], m_man_trn),
         ("none_auto", [not_held, auto], pt),
         ("v_none_auto", voiced + [not_held, auto], pt),
-        ("ag_ln_pe", agree, {"ln_pe": 1.0}),               # log rate period: trend between estimates
+        ("ag_ln_pe", agree, {"ln_pe": 1.0}),               # log periods: trend between estimates
         ("ag_slope", agree, {"ln_est": 1.0 / N, "ln_pe": -1.0 / N}),
         ("ag_ln_est", agree, {"ln_est": 1.0}),
-        ("v_ln_est", voiced, {"ln_est": 1.0}),             # log rate period: this estimate
-        ("sp_ln", [spaced], {"ln_sp": 1.0}),               # log rate period unvoiced: last spacing
+        ("v_ln_est", voiced, {"ln_est": 1.0}),             # log periods: this estimate
+        ("sp_ln", [spaced], {"ln_sp": 1.0}),               # log periods unvoiced: last spacing
         ("v_sp_ln", voiced + [spaced], {"ln_sp": 1.0}),
         ("default_ln", [unspaced], ln_default),
         ("v_default_ln", voiced + [unspaced], ln_default),
@@ -271,13 +285,19 @@ def build(sample_rate):
         ("v_est", voiced, {"est": 1.0}),                   # spacing at the block end: estimate
         ("v_sp", voiced + [spaced], {"sp": 1.0}),
         ("v_default", voiced + [unspaced], default),
+        ("pv_sp", ({"pv": 1.0}, spaced_gate), {"sp": 0.5}),     # unvoiced hold: voicing x spacing / 2
+        ("pv_default", ({"pv": 1.0}, unspaced_gate), half_default),
+        ("v_sp_half", tuple(ramps) + (spaced_gate,), {"sp": 0.5}),
+        ("v_default_half", tuple(ramps) + (unspaced_gate,), half_default),
         ("man_report", [manual], one),                     # applied target reported
         ("v", voiced, one),
         ("v_man", voiced + [manual], one),
         ("cn", always, {"cn": 1.0}),                       # note: kept unless replaced
         ("ln_sr_tun", always, {"ln_tun": -1.0, "1": ln_sr}),
         ("unfed", always, {"unfed": 1.0}),
-        ("pv", always, {"pv": 1.0}),                       # voicing ramp and formant shift
+        ("pv", always, {"pv": 1.0}),                       # voicing ramp, phases and formant shift
+        ("psi0", always, {"psi0": 1.0}),
+        ("ph0", always, {"ph0": 1.0}),
         ("sh_pv", ({"pv": 1.0},), {"fsh": float(R.LOG2 / F(12.0))}),
         ("sh_v", tuple(ramps), {"fsh": float(R.LOG2 / F(12.0))}),
         ("resample", always, {"1": 1.0, "fkeep": -1.0}),  # how much of rho the formants follow
@@ -285,9 +305,11 @@ def build(sample_rate):
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
     ]
-    late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced)]
+    late = [("upd_note", update), ("ag_trend", agree), ("ag_phase_trend", agree), ("inv_tau", always),
+            ("detect", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
+    half_block = float(F(0.5 + N / 2))
     u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
         ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
         ("ands", [col for group in weight_groups for col in group]),
@@ -296,12 +318,13 @@ def build(sample_rate):
         ("values", [value for _, _, value in early]),
         ("cn", [{"cn": 1.0}]),
         ("slope", [{"ln_est": 1.0 / N, "ln_pe": -1.0 / N}]),
-        ("lever", [{"1": float(F(0.5 + N / 2) - R.DMIN), "est": -0.5}]),
+        ("lever", [{"1": float(F(half_block) - R.DMIN), "est": -0.5},
+                   {"1": half_block, "est": float(R.PHASE_LEVER_PERIODS)}]),
     ])
 
     # every weight: the least of its terms, clipped to [0, 1]
     count = len(early) + len(late)
-    weights = g.Clip(g.ReduceMin(g.Reshape(ands, g.ints(TERMS, count)), axes=[0], keepdims=1), zero, g.f(1.0))
+    weights = g.Clip(g.ReduceMin(g.Reshape(ands, g.ints(-1, TERMS, count)), axes=[1], keepdims=0), zero, g.f(1.0))
 
     # auto note: the nearest allowed candidate, the current note kept within the hysteresis
     r = g.Round(u)
@@ -312,9 +335,9 @@ def build(sample_rate):
 
     # 1/time constant and 1/estimate, both scaled into [0, 1]
     ratios = g.Clip(g.Div(num, den), zero, g.f(1.0))
-    trend = g.Mul(slope, lever)
+    trends = g.Mul(slope, lever)
 
-    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, axis=1))
+    products = g.Mul(weights, g.Concat(values, auto_note, trends, ratios, axis=1))
     names = [name for name, _, _ in early] + [name for name, _ in late]
     assert len(set(names)) == len(names), "product lane names must be unique"
     lanes_c = Lanes(g, [(products, names)])
@@ -328,11 +351,15 @@ def build(sample_rate):
     def times(k, expr):
         return {lane: k * w for lane, w in expr.items()}
 
-    log_rate = plus(total("ag_ln_pe", "ag_trend", "v_ln_est", "sp_ln", "default_ln"),
-                    minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
+    estimate_or_spacing = plus(total("v_ln_est", "sp_ln", "default_ln"), minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
+    log_rate = plus(total("ag_ln_pe", "ag_trend"), estimate_or_spacing)
+    log_period = plus(total("ag_ln_pe", "ag_phase_trend"), estimate_or_spacing)
     log_slope = total("ag_slope")
     spacing = total("sp", "default")
     spacing_change = plus(total("v_est"), minus("v_sp", "v_default"))   # voiced: estimate - spacing
+    # hold = spacing / 2 (1 - v(n)): its value at the block start and its change over the block
+    hold_start = plus(times(0.5, spacing), minus("pv_sp", "pv_default"))
+    hold_change = plus(total("pv_sp", "pv_default"), minus("v_sp_half", "v_default_half"))
     m_target = plus(total("man", "upd_note", "upd_trn", "v_noscale", "auto_pt"), minus("v_auto_pt"))
     start = plus(total("v_m_in", "held_pt", "v_kept_pt", "none_man", "none_auto"),
                  minus("v_kept_m_in", "v_held_pt", "v_none_man", "v_none_auto"))
@@ -340,168 +367,153 @@ def build(sample_rate):
     # log target period = A - nB glide(n), A at the end of the glide
     ltp_a = plus(total("ln_sr_tun"), {"1": 69.0 * ln2_12}, times(-ln2_12, m_target))
     ltp_nb = plus(times(ln2_12, start), times(-ln2_12, m_target))
+    dmin = float(R.DMIN)
     basis_rows = {  # per-sample rows = [1, n, (n+1)/N, n+1] @ coefficients
-        "log_rate": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
+        "log_rate_a": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
         "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
-        "period": [spacing, {}, spacing_change, {}],
-        "log_rate_period": [log_rate, log_slope, {}, {}],
         "voicing": [total("pv"), {}, plus(total("voicing"), minus("pv")), {}],
+        "aim_base": [plus({"1": float(H) - dmin}, times(-1.0, hold_start)), one, times(-1.0, hold_change), {}],
+        "mark_distance": [plus({"1": dmin}, hold_start), {}, hold_change, {}],
+        # the rows the exponentials mix, in this order
+        "log_rate_period": [log_rate, log_slope, {}, {}],
         "shift": [total("sh_pv"), {}, plus(total("sh_v"), minus("sh_pv")), {}],
+        "log_period": [log_period, log_slope, {}, {}],
+        "one": [one, {}, {}, {}],
     }
     coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
-    keep = plus(one, minus("unfed"))
-    heads = R.HEADS
-    coef, nb, partial, _, _, log_freq_base, applied_weight, keep_model, unfed_weight, resample = lanes_c.linear([
+    # Every exponential of the synthesis, as one MatMul of [exponent, log rate period, shift, log
+    # period, 1] (the formant rate's share of the exponent is this block's): row name ->
+    # coefficients, and the bounds each row is clipped to.
+    resample, keep_share = total("resample"), plus(one, minus("resample"))
+    exps = {
+        "inv_period": ([{}, {}, {}, {"1": -1.0}, {}], 0.0, BIG),
+        "inv_out": ([one, {"1": -1.0}, {}, {}, {}], 0.0, float(F(1.0) / R.MIN_OUT_PERIOD)),
+        "gamma": ([resample, {}, one, {}, {}], 0.0, BIG),
+        "out_period": ([{"1": -1.0}, one, {}, {}, {}], float(R.MIN_OUT_PERIOD), BIG),
+        "span": ([keep_share, {"1": -1.0}, {"1": -1.0}, one, {"1": float(R.SPAN_UNIT_LN)}],
+                 float(R.MIN_SPAN * R.SPAN_UNIT), float(F(heads / 2) * R.SPAN_UNIT)),
+        "gamma_reach": ([plus(resample, {"1": -1.0}), one, one, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
+        "reach": ([{"1": -1.0}, one, {}, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
+        "period": ([{}, {}, {}, one, {}], 0.0, BIG),
+    }
+    mix = [entry for row, _, _ in exps.values() for entry in row]
+    place_lanes = [float(lag - H - N)] * heads
+    coef, scalars, mix_ab, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
-        ("ltp_nb", [ltp_nb]),
+        # the cumulative sums' starts (input phase, grain phase, read position), the glide's
+        # scale and 0/1 for a streamed state
+        ("scalars", [total("ph0"), total("psi0"), {"1": float(H) - lag}, ltp_nb, plus(one, minus("unfed"))]),
+        ("mix", mix),
         ("state", [total("v_est"), total("voicing"),
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
-                   plus(spacing, spacing_change), {}, {}] + [{"1": float(c.latency_samples - N)}] * heads + [{}] * heads),
+                   plus(spacing, spacing_change), {}, {}, {}] + [{"1": v} for v in place_lanes] + [{}] * heads
+                  + [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("detected", [{"detect": float(c.sr / F(30.0))}]),
         ("confidence", [total("voicing")]),
-        ("log_freq", [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("applied", [plus(total("man_report", "v"), minus("v_man"))]),
-        ("keep", [keep] * (4 * heads)),
         ("unfed", [total("unfed")]),
-        ("resample", [total("resample")]),
-    ], outs=[None, None, None, "detected_pitch", "confidence", None, None, None, None, None])
+    ], outs=[None, None, None, None, "detected_pitch", "confidence", None, None])
+    offsets, glide_scale, kept = g.split(g.Reshape(scalars, g.ints(-1, 5, 1)), [3, 1, 1])   # [V, k, 1]
 
-    # Per-sample work is laid out [rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
+    # Per-sample work is laid out [V, rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
     basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
-    log_rate_a, glide_arg, sv, period, log_rate_period, v, v_shift = g.split(
-        g.Gemm(g.Reshape(coef, g.ints(len(basis_rows), 4)), g.const(basis)), [1] * 7, axis=0)
+    log_rate_a, glide_arg, sv, v, aim_base, mark_distance, mixed_rows = g.split(
+        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 6 + [4])
 
-    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period); the
-    # output period is the rate period / rho
-    glide_term = g.Mul(g.Exp(glide_arg), nb)
+    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
+    glide_term = g.Mul(g.Exp(glide_arg), glide_scale)
     limit = float(F(np.log(R.RHO_LIMIT)))
     exponent = g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit))
-    out_period = g.Max(g.Exp(g.Sub(log_rate_period, exponent)), g.f(R.MIN_OUT_PERIOD))
 
-    # 5. grains. Formant rate gamma, the input phase over the buffer, the output grain phase psi.
-    gamma = g.Exp(g.Add(g.Mul(exponent, resample), v_shift))
-    phase_new = g.Add(g.CumSum(g.Reciprocal(period), g.const(1, np.int64)), g.slice("phase", H - 1, H))
-    phase_buf = g.Concat("phase", phase_new, axis=1)                                 # [1, H + N]
-    phase_end = g.slice(phase_buf, H + N - 1, H + N)
-    g.Sub(g.slice(phase_buf, N, N + H), g.Floor(phase_end), out="phase_out")
-    psi = g.Add(g.CumSum(g.Reciprocal(out_period), g.const(1, np.int64)), g.slice("state", R.S_PSI, R.S_PSI + 1))
+    # 5. grains: every exponential at once, clipped per row
+    floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
+    ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
+    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), 5)), g.Concat(exponent, mixed_rows, axis=1))
+    exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))
+    steps, out_period, span, gamma_reach, reach, period = g.split(exponentials, [3, 1, 1, 1, 1, 1])
+    inv_period, _, gamma = g.split(steps, [1, 1, 1])
+    # the input phase, the output grain phase and the read position: running sums from their starts
+    sums = g.slice(g.CumSum(g.Concat(offsets, steps, axis=2), g.const(2, np.int64)), 1, N + 1, axis=2)
+    phase, psi, read = g.split(sums, [1, 1, 1])
     k = g.Floor(psi)
     psi_frac = g.Sub(psi, k)
-    read = g.CumSum(gamma, g.const(1, np.int64))
-    # start sample of grains 1..GRAINS: the count of samples before psi reaches each
-    grains = R.GRAINS
-    before = g.Cast(g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1))), to=TensorProto.FLOAT)
-    starts = g.Min(g.ReduceSum(before, g.ints(1), keepdims=0), g.f(N - 1))          # [GRAINS]
-    span = g.Min(g.Max(g.Div(period, gamma), g.Mul(out_period, g.f(R.MIN_SPAN))),
-                 g.Mul(out_period, g.f(heads / 2)))
-    unvoiced_half = g.Mul(g.Sub(g.f(1.0), v), g.Mul(period, g.f(0.5)))
-    reach = g.Add(g.Add(g.Mul(g.Relu(g.Sub(gamma, g.f(1.0))), g.Mul(span, g.f(2.0 * R.REACH_MARGIN))), g.f(R.DMIN)),
-                  unvoiced_half)
-    span_periods = g.Div(span, out_period)
-    at = g.Gather(g.Concat(reach, v, read, psi, out_period, gamma, span_periods, axis=0),
-                  g.Cast(starts, to=TensorProto.INT64), axis=1)
-    reach_at, v_at, read_at, psi_at, out_period_at, gamma_at, span_at = g.split(at, [1] * 7, axis=0)  # [1, GRAINS]
-    # samples from the crossing itself to the start sample, so a start rounded a sample later lands
-    # on the same position
-    late = g.Mul(g.Sub(psi_at, g.const(np.arange(1, grains + 1, dtype=F).reshape(1, grains))), out_period_at)
-    aim = g.Sub(g.Sub(g.Reshape(starts, g.ints(1, grains)), late), reach_at)
-    # the pitch mark at or before aim, where voiced: phase locally linear between two samples
-    index = g.Clip(g.Add(aim, g.f(H)), zero, g.f(H + N - 2))
-    below = g.Floor(index)
-    below_i = g.Cast(below, to=TensorProto.INT64)
-    lo_hi = g.Gather(phase_buf, g.Concat(below_i, g.Add(below_i, g.const(1, np.int64)), axis=1), axis=1)
-    phase_lo, phase_hi = g.split(g.Reshape(lo_hi, g.ints(1, 2 * grains)), [grains, grains])
-    step = g.Max(g.Sub(phase_hi, phase_lo), g.f(1.0 / c.tau_max))
-    at_aim = g.Add(phase_lo, g.Mul(g.Sub(index, below), step))
-    mark = g.Sub(aim, g.Div(g.Mul(v_at, g.Sub(at_aim, g.Floor(at_aim))), step))
-    # anchors: the state's grains oldest first, then this block's; head h plays grain k(n) - h
-    # (and each grain's half-length in output periods, fixed at its start, so its window follows
-    # the grain phase alone and never jumps when a parameter does)
-    state_heads = g.Slice("state", g.ints(R.S_SPANS - 1), g.ints(R.S_HEADS - 1), g.ints(1), g.ints(-1))
-    state_spans = g.Slice("state", g.ints(R.S_SPANS + heads - 1), g.ints(R.S_SPANS - 1), g.ints(1), g.ints(-1))
-    crossing_read = g.Sub(read_at, g.Mul(gamma_at, late))
-    state_anchors = g.Sub(state_heads, g.f(c.latency_samples))   # stored offset by the latency
-    anchors = g.Reshape(g.Concat(state_anchors, g.Sub(mark, crossing_read), axis=1), g.ints(heads + grains))
-    spans = g.Reshape(g.Concat(state_spans, span_at, axis=1), g.ints(heads + grains))
-    slot = g.Min(g.Add(g.Cast(k, to=TensorProto.INT64),
-                       g.const(np.arange(heads - 1, -1, -1).reshape(heads, 1), np.int64)),
-                 g.const(grains + heads - 1, np.int64))                             # [HEADS, N]
-    unclipped = g.Add(g.Gather(anchors, slot, axis=0), read)
-    newest = np.arange(N, dtype=F).reshape(1, N) + F(H) - R.DMIN
-    positions = g.Min(g.Max(g.Add(unclipped, g.f(H)), g.f(2.0)), g.const(newest))    # buffer index
-    # raised-cosine windows two spans long from each grain's start, normalised to sum to one
-    age = g.Add(psi_frac, g.const(np.arange(heads, dtype=F).reshape(heads, 1)))
-    grain_span = g.Max(g.Gather(spans, slot, axis=0), g.f(R.MIN_SPAN))
-    edge = g.Clip(g.Div(g.Min(age, g.Sub(g.Mul(grain_span, g.f(2.0)), age)), grain_span), zero, g.f(1.0))
-    window = g.Sub(g.f(0.5), g.Mul(g.Cos(g.Mul(edge, g.f(np.pi))), g.f(0.5)))
-    head_weights = g.Div(window, g.Max(g.ReduceSum(window, g.ints(0), keepdims=1), g.f(R.WEIGHT_FLOOR)))
+    late = g.Mul(psi_frac, out_period)
+    lead = g.Add(late, g.Mul(g.Relu(g.Sub(gamma_reach, reach)), span))
+    aim = g.Sub(aim_base, lead)
+    phase_at_aim = g.Sub(phase, g.Mul(g.Add(mark_distance, lead), inv_period))
+    mark = g.Sub(aim, g.Mul(g.Mul(g.Sub(phase_at_aim, g.Floor(phase_at_aim)), period), v))
+    anchor = g.Sub(mark, g.Sub(read, g.Mul(gamma, late)))
+    # each grain keeps the anchor and span of the sample it starts on: the count of samples
+    # before the grain phase reaches its number
+    before = g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1)))      # [V, GRAINS, N]
+    count_before = g.Min(g.ReduceSum(g.Cast(before, to=TensorProto.FLOAT), g.ints(2), keepdims=0), g.f(N - 1))
+    starts = g.Reshape(g.Cast(count_before, to=TensorProto.INT64), g.ints(-1, 1, grains))     # [V, 1, GRAINS]
+    pair = g.const(np.zeros((1, 2, 1)), np.int64)
+    new_grains = g.GatherElements(g.Concat(anchor, span, axis=1), g.Add(starts, pair), axis=2)
+    state_grains = g.Reshape(g.slice("state", R.S_HEADS, R.S_HEADS + 2 * heads), g.ints(-1, 2, heads))
+    grains_all = g.Concat(state_grains, new_grains, axis=2)                         # [V, 2, HEADS + GRAINS]
+    # head h plays grain k(n) + h of the state's (oldest first) and this block's
+    slot = g.Add(g.Cast(k, to=TensorProto.INT64), g.const(np.arange(heads).reshape(1, heads, 1), np.int64))
+    per_head = g.GatherElements(grains_all, g.Add(g.Reshape(slot, g.ints(-1, 1, heads * N)), pair), axis=2)
+    head_anchor, head_span = g.split(g.Reshape(per_head, g.ints(-1, 2 * heads, N)), [heads, heads])
+    unclipped = g.Add(head_anchor, read)                                            # buffer index
+    newest = np.arange(N, dtype=F).reshape(1, 1, N) + F(H) - R.DMIN
+    positions = g.Min(g.Max(unclipped, g.f(2.0)), g.const(newest))
+    # sin^2 windows two spans long from each grain's start, normalised to sum to one
+    grain_span = g.Max(head_span, g.f(R.MIN_SPAN * R.SPAN_UNIT))
+    age = g.Add(psi_frac, g.const(np.arange(heads - 1, -1, -1, dtype=F).reshape(1, heads, 1)))
+    sine = g.Sin(g.Clip(g.Div(age, grain_span), zero, g.f(np.pi)))
+    window = g.Mul(sine, sine)
+    norm = g.Div(kept, g.Max(g.ReduceSum(window, g.ints(1), keepdims=1), g.f(R.WEIGHT_FLOOR)))
+    head_weights = g.Mul(window, norm)
 
     # one GatherElements reads all 4 Catmull-Rom taps of every head
     floor = g.Floor(positions)
     t = g.Sub(positions, floor)
-    taps = g.Add(g.Cast(floor, to=TensorProto.INT64), g.const(np.arange(-1, 3).reshape(4, 1, 1), np.int64))
-    samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(1, 4 * heads * N)), axis=1),
-                        g.ints(4 * heads, N))
+    taps = g.Add(g.Reshape(g.Cast(floor, to=TensorProto.INT64), g.ints(-1, 1, heads * N)),
+                 g.const(np.arange(-1, 3).reshape(1, 4, 1), np.int64))
+    samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(-1, 4 * heads * N)), axis=1),
+                        g.ints(-1, 4 * heads, N))
     wt = g.Mul(head_weights, t)
     wt2 = g.Mul(wt, t)
-    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=0)                  # [4 HEADS, N]
+    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=1)                # [V, 4 HEADS, N]
     # row tap * HEADS + head of the weights = sum over powers p of CUBIC[p, tap] * powers[p * HEADS + head]
-    tap_weights = g.Gemm(g.const(np.kron(R.CUBIC.T, np.eye(heads, dtype=F))), powers)
-    # the column sum, or (unfed state: a caller that does not stream state back) the input itself
-    g.Gemm(keep_model, g.Mul(samples, tap_weights), g.Mul("audio_buffer", unfed_weight), out="corrected_audio")
+    tap_weights = g.MatMul(g.const(np.kron(R.CUBIC.T, np.eye(heads, dtype=F))), powers)
+    # the sum, or (unfed state: a caller that does not stream state back) the input itself
+    g.Add(g.ReduceSum(g.Mul(samples, tap_weights), g.ints(1), keepdims=0), g.Mul("audio_buffer", unfed_weight),
+          out="corrected_audio")
 
-    # state and reported pitch: the last sample's values enter through Gemms with one-hot rows
-    def last_row(lane):
-        rows = np.zeros((N, R.STATE_LEN), np.float32)
-        rows[N - 1, lane] = 1.0
-        return rows
-
-    with_psi = g.Gemm(psi_frac, g.const(last_row(R.S_PSI)), partial)
-    with_target = g.Gemm(glide_term, g.const(k12 * last_row(R.S_TARGET)), with_psi)
-    place = np.zeros((2 * heads, R.STATE_LEN), np.float32)
-    place[np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
-    last_heads = g.Reshape(g.slice(g.Concat(unclipped, grain_span, axis=0), N - 1, N), g.ints(1, 2 * heads))
-    g.Gemm(last_heads, g.const(place), with_target, out="state_out")
-    log_freq = g.Gemm(glide_term, g.const(last_row(0)[:, :1]), log_freq_base)
+    # state and reported pitch: the last sample's values enter through one Gemm
+    last_rows = [g.Sub(phase, g.Floor(phase)), psi_frac, glide_term, unclipped, grain_span]
+    place = np.zeros((3 + 2 * heads, R.STATE_LEN + 1), np.float32)
+    place[0, R.S_PHASE] = place[1, R.S_PSI] = 1.0
+    place[2, R.S_TARGET], place[2, R.STATE_LEN] = k12, 1.0
+    place[3 + np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
+    last = g.Reshape(g.slice(g.Concat(*last_rows, axis=1), N - 1, N, axis=2), g.ints(-1, 3 + 2 * heads))
+    state_out, log_freq = g.split(g.Gemm(last, g.const(place), partial), [R.STATE_LEN, 1], outs=["state_out", g.name("split")])
     g.Mul(applied_weight, g.Exp(log_freq), out="applied_target_hz")
 
     f32 = TensorProto.FLOAT
-    inputs = [
-        helper.make_tensor_value_info("audio_buffer", f32, [1, N]),
-        helper.make_tensor_value_info("target_pitch", f32, [1, 1]),
-        helper.make_tensor_value_info("correction_strength", f32, [1, 1]),
-        helper.make_tensor_value_info("scale_mask", f32, [1, 12]),
-        helper.make_tensor_value_info("tuning_hz", f32, [1, 1]),
-        helper.make_tensor_value_info("retune_ms", f32, [1, 1]),
-        helper.make_tensor_value_info("transpose", f32, [1, 1]),
-        helper.make_tensor_value_info("formant_preserve", f32, [1, 1]),
-        helper.make_tensor_value_info("formant_shift", f32, [1, 1]),
-        helper.make_tensor_value_info("history", f32, [1, H]),
-        helper.make_tensor_value_info("phase", f32, [1, H]),
-        helper.make_tensor_value_info("state", f32, [1, R.STATE_LEN]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("corrected_audio", f32, [1, N]),
-        helper.make_tensor_value_info("confidence", f32, [1, 1]),
-        helper.make_tensor_value_info("detected_pitch", f32, [1, 1]),
-        helper.make_tensor_value_info("applied_target_hz", f32, [1, 1]),
-        helper.make_tensor_value_info("history_out", f32, [1, H]),
-        helper.make_tensor_value_info("phase_out", f32, [1, H]),
-        helper.make_tensor_value_info("state_out", f32, [1, R.STATE_LEN]),
-    ]
+    voices = "voices"
+    inputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
+        ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_mask", 12), ("tuning_hz", 1),
+        ("retune_ms", 1), ("transpose", 1), ("formant_preserve", 1), ("formant_shift", 1), ("history", H),
+        ("state", R.STATE_LEN)]]
+    outputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
+        ("corrected_audio", N), ("confidence", 1), ("detected_pitch", 1), ("applied_target_hz", 1),
+        ("history_out", H), ("state_out", R.STATE_LEN)]]
     # Defaults for everything past the base contract, so a caller that feeds only the base inputs
-    # still runs. ONNX Runtime lists these as overridable initializers, not inputs; autotuned reads
-    # both lists.
+    # still runs (one voice: a default has one row). ONNX Runtime lists these as overridable
+    # initializers, not inputs; autotuned reads both lists.
     unfed_state = np.zeros((1, R.STATE_LEN), np.float32)
     unfed_state[0, R.S_UNFED] = 1.0
     defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),
-                "history": np.zeros((1, H), np.float32), "phase": np.zeros((1, H), np.float32),
-                "state": unfed_state}
+                "history": np.zeros((1, H), np.float32), "state": unfed_state}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

@@ -110,7 +110,7 @@ def frame_errors(case, output, target_of, delay_samples, strength=1.0):
     return np.array(errors), kept, voiced_in
 
 
-def envelope(signal, rate, cutoff=60.0):
+def amplitude_envelope(signal, rate, cutoff=60.0):
     spectrum = np.fft.rfft(np.abs(signal))
     spectrum[int(cutoff * len(signal) / rate):] = 0
     return np.fft.irfft(spectrum, len(signal))
@@ -119,8 +119,8 @@ def envelope(signal, rate, cutoff=60.0):
 def measured_delay(inp, out, rate, max_lag=1500):
     """Delay (samples) of out against inp from their amplitude envelopes, edges left out."""
     margin = int(0.1 * rate)
-    a = envelope(inp, rate)[margin:-margin - max_lag]
-    b = envelope(out, rate)[margin:-margin]
+    a = amplitude_envelope(inp, rate)[margin:-margin - max_lag]
+    b = amplitude_envelope(out, rate)[margin:-margin]
     a, b = a - a.mean(), b - b.mean()
     scores = np.array([np.dot(a, b[lag:lag + len(a)]) for lag in range(max_lag)])
     k = int(np.argmax(scores))

@@ -9,15 +9,17 @@ Algorithm (see models/README.md for the why):
   2. YIN on the block against the past, on the signal decimated 4x: cumulative-mean-normalised
      difference, its minimum under an octave cost; then the full-rate difference around that lag
      and a parabola through its minimum; voicing from aperiodicity and level
-  3. per-sample log period track: log-linear trend between consecutive estimates that agree
+  3. per-sample log period tracks: log-linear trends between consecutive estimates that agree,
+     one where the heads read (for the read rate) and one where the input is (its phase track)
   4. read rate rho(n) = (P(n) / P_target(n)) ** (strength * voicing(n)); the output period is
      P(n) / rho(n)
-  5. pitch-synchronous grains (TD-PSOLA family), two at a time: a grain starts every output
-     period, on a pitch mark of the input (an integer of the input's phase track), and is read
-     at the formant rate gamma = rho ** (1 - formant_preserve) * 2 ** (formant_shift / 12); the
-     two grains cross-fade so that their weights always sum to one. gamma = 1 keeps the
-     formants where they were sung, gamma = rho is v2's resampler. Unvoiced, grains are not
-     snapped to marks and read at rate 1: both read the same samples, one delayed head.
+  5. pitch-synchronous grains (TD-PSOLA family), up to HEADS at a time: a grain starts every
+     output period, on a pitch mark of the input (an integer of the input's phase track), and is
+     read at the formant rate gamma = rho ** (1 - formant_preserve) * 2 ** (formant_shift / 12)
+     for two spans (one input period at that rate, each); the windows are normalised to sum to
+     one. gamma = 1 keeps the formants where they were sung, gamma = rho is v2's resampler.
+     Unvoiced, grains are not snapped to marks and read at rate 1: every head reads the same
+     samples, one delayed head.
 """
 
 import numpy as np
@@ -73,14 +75,22 @@ REACH_MARGIN = F(1.25)
 WEIGHT_FLOOR = F(1e-3)
 FORMANT_SHIFT_LIMIT = F(12.0)
 LOG2 = F(np.log(2.0))
-STATE_LEN = 7 + 2 * HEADS
+# Spans are kept in units of 2/pi output periods, so a window is sin^2(age / span), age in periods.
+SPAN_UNIT = F(2.0 / np.pi)
+SPAN_UNIT_LN = F(np.log(2.0 / np.pi))
+REACH_LN = F(np.log(2.0 * REACH_MARGIN / SPAN_UNIT))
+# Where a block's estimate sits on the input's phase track: this many periods before the block's
+# centre (measured: the lever that makes vibrato land flattest).
+PHASE_LEVER_PERIODS = F(1.5)
+STATE_LEN = 8 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
-# does not stream state back gets the input block unchanged instead of a stateless mess. S_HEADS..
-# are the anchors of the sounding grains, youngest first, relative to the next block's start and
+# does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI and
+# S_PHASE are the fractional output grain phase and input pitch phase. S_HEADS.. are the anchors of
+# the sounding grains, oldest first, as buffer positions relative to the next block's start and
 # offset by the latency (so a zeroed state is heads at the nominal delay, not at no delay);
-# S_SPANS.. their half-lengths in output periods.
-S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI = range(7)
-S_HEADS = 7
+# S_SPANS.. their half-lengths.
+S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_PHASE = range(8)
+S_HEADS = 8
 S_SPANS = S_HEADS + HEADS
 
 
@@ -136,7 +146,7 @@ def yin(buf, c):
     lags = np.arange(c.lags_dec)
     cross = np.array([np.dot(blk, dec[t:t + BLOCK_DEC]) for t in lags], F)
     energy = np.array([np.sum(dec[t:t + BLOCK_DEC] ** 2, dtype=F) for t in lags], F)
-    e0 = np.sum(blk * blk, dtype=F)
+    e0 = energy[0]
     diff = np.maximum(energy + e0 - F(2.0) * cross, DIFF_FLOOR)
     cmnd = diff / (np.cumsum(diff, dtype=F) * c.inv_tau)
 
@@ -197,14 +207,17 @@ def heads(buf, pos, weight):
     return np.sum(buf[taps] * (powers @ CUBIC), axis=(1, 2), dtype=F)
 
 
+def cumulative(start, steps):
+    """start + the running sum of steps, summed in that order (as a CumSum over [start | steps])."""
+    return np.cumsum(np.concatenate([[F(start)], steps]).astype(F), dtype=F)[1:]
+
+
 class Reference:
     """The model, one block at a time, with its state held between calls."""
 
     def __init__(self, sample_rate):
         self.c = Constants(sample_rate)
         self.history = np.zeros(HISTORY, F)
-        # The input's pitch phase (cycles) at every history sample; its integers are pitch marks.
-        self.phase = np.zeros(HISTORY, F)
         self.state = np.zeros(STATE_LEN, F)
 
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
@@ -229,10 +242,11 @@ class Reference:
         v_blk = voicing(aperiodicity, e0)
         voiced = v_blk >= F(0.5)
 
-        # 3. period track, in log period. The read rate uses the period where the heads read: a
-        # log-linear trend between agreeing estimates (within AGREE_CENTS), else this block's
-        # estimate. The input period glides linearly from the last block's end to this block's
-        # estimate, so even a note change has no seam.
+        # 3. period tracks, in log period, both log-linear trends between agreeing estimates (within
+        # AGREE_CENTS), else this block's estimate. The read rate uses the period where the heads
+        # read; the input's phase track the period where the input is, which is where the pitch
+        # marks are: YIN's estimate describes the block and the periods before it it was compared
+        # with, PHASE_LEVER_PERIODS periods back from the block's centre.
         prev_est = s[S_EST]
         lo, hi = agree_bounds()
         agree = voiced and est - prev_est * lo > 0 and prev_est * hi - est > 0
@@ -243,10 +257,12 @@ class Reference:
         if agree:
             slope = (ln_est - ln_prev) / F(BLOCK)
             offset = ln_prev + slope * (F(0.5 + BLOCK / 2) - DMIN - F(0.5) * est)
+            phase_offset = ln_prev + slope * (F(0.5 + BLOCK / 2) + PHASE_LEVER_PERIODS * est)
         else:
-            slope, offset = F(0.0), (ln_est if voiced else ln_spacing)
+            slope = F(0.0)
+            offset = phase_offset = ln_est if voiced else ln_spacing
         log_rate_period = offset + slope * n
-        period = spacing_prev + ((est if voiced else spacing_prev) - spacing_prev) * ramp
+        log_period = phase_offset + slope * n
 
         # target note (MIDI, fractional): manual Hz, else nearest allowed note, else the input
         ln_tuning = np.log(tuning)
@@ -280,66 +296,68 @@ class Reference:
         log_target_period = ln_sr - ln_tuning - (m_smooth - F(69.0)) * (LOG2 / F(12.0))
         log_limit = F(np.log(RHO_LIMIT))
         exponent = np.clip(strength * v * (log_rate_period - log_target_period), -log_limit, log_limit)
-        out_period = np.maximum(np.exp(log_rate_period - exponent), MIN_OUT_PERIOD)
 
-        # 5. grains. The formant rate: gamma = rho ** (1 - keep) * 2 ** (shift / 12), shifted
-        # only where voiced, so unvoiced sound is never resampled.
-        gamma = np.exp((F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0)))
-        # The input's pitch phase over the buffer: marks are where it crosses an integer.
-        phase = np.concatenate([self.phase, self.phase[-1] + np.cumsum(F(1.0) / period, dtype=F)])
-        # Output grain phase: a new grain starts where it crosses an integer; k(n) is the number
-        # of grains started in this block by sample n.
-        psi = s[S_PSI] + np.cumsum(F(1.0) / out_period, dtype=F)
+        # 5. grains. Everything below is per sample, as if a grain started there; each grain keeps
+        # the values of the sample it starts on. gamma = rho ** (1 - keep) * 2 ** (shift / 12) is the
+        # formant rate, shifted only where voiced, so unvoiced sound is never resampled.
+        out_arg = log_rate_period - exponent
+        gamma_arg = (F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0))
+        out_period = np.maximum(np.exp(out_arg), MIN_OUT_PERIOD)
+        inv_out = np.minimum(np.exp(-out_arg), F(1.0) / MIN_OUT_PERIOD)
+        gamma = np.exp(gamma_arg)
+        period, inv_period = np.exp(log_period), np.exp(-log_period)
+        # Half a grain, in output periods (in SPAN_UNIT): one input period at the formant rate,
+        # within bounds.
+        span = np.clip(np.exp(log_period - gamma_arg - out_arg + SPAN_UNIT_LN), MIN_SPAN * SPAN_UNIT,
+                       F(HEADS / 2) * SPAN_UNIT)
+        # The input's pitch phase (cycles; its integers are pitch marks), the output grain phase
+        # (a grain starts where it crosses an integer) and the read position at the formant rate.
+        phase = cumulative(s[S_PHASE], inv_period)
+        psi = cumulative(s[S_PSI], inv_out)
+        read = cumulative(F(HISTORY) - F(c.latency_samples), gamma)
         k = np.floor(psi)
-        read = np.cumsum(gamma, dtype=F)
-        # Start sample of grain j = 1..GRAINS (BLOCK if it does not start in this block).
-        starts = np.array([np.sum(psi < F(j)) for j in range(1, GRAINS + 1)])
-        at = np.minimum(starts, BLOCK - 1)
-        # Half a grain, in output samples: an input period at the formant rate, within bounds.
-        span = np.clip(period / gamma, MIN_SPAN * out_period, F(HEADS / 2) * out_period)
-        # The earliest start delay that keeps a grain read at gamma behind the newest sample; the
-        # mark before it is on average half a period earlier, and unvoiced sound, which is not
-        # snapped to marks, is held at that mean delay so the timing stays put at voicing edges.
-        reach = (DMIN + REACH_MARGIN * np.maximum(gamma - F(1.0), F(0.0)) * F(2.0) * span
-                 + (F(1.0) - v) * F(0.5) * period)
-        # Samples from the crossing itself to that start sample, so a start that rounding puts a
-        # sample later lands on the same position.
-        late = (psi[at] - np.arange(1, GRAINS + 1, dtype=F)) * out_period[at]
-        aim = n[at] - late - reach[at]
-        # The pitch mark at or before aim, when voiced (the phase is locally linear).
-        index = np.clip(aim + F(HISTORY), F(0.0), F(HISTORY + BLOCK - 2))
-        below = np.floor(index).astype(np.int64)
-        frac = index - below
-        step = np.maximum(phase[below + 1] - phase[below], F(1.0) / F(c.tau_max))
-        at_aim = phase[below] + frac * step
-        mark = aim - v[at] * (at_aim - np.floor(at_aim)) / step
-        # Head h plays grain k(n) - h: its position is its anchor + read(n). Anchors: the state's
-        # grains, oldest first, then this block's.
-        lag = F(c.latency_samples)
-        anchors = np.concatenate([s[S_HEADS:S_SPANS][::-1] - lag, mark - (read[at] - gamma[at] * late)]).astype(F)
-        # Each grain keeps the half-length it started with, in output periods, so its window
-        # follows the grain phase alone and never jumps when a parameter does.
-        spans = np.concatenate([s[S_SPANS:][::-1], (span / out_period)[at]]).astype(F)
+        psi_frac = psi - k
+        # Samples from the phase's crossing to this sample (a start rounded a sample late lands
+        # on the same position), plus the room a grain read faster than real time needs to stay
+        # behind the newest sample.
+        late = psi_frac * out_period
+        ahead = np.maximum(np.exp(gamma_arg + out_arg + REACH_LN) - np.exp(out_arg + REACH_LN), F(0.0)) * span
+        # Unvoiced sound, which is not snapped to marks, is held at the mean delay of voiced
+        # grains (half a period past DMIN), so the timing stays put at voicing edges.
+        hold = F(0.5) * spacing_prev * (F(1.0) - v)
+        lead = late + ahead
+        aim = (n + F(HISTORY) - DMIN - hold) - lead               # buffer index
+        # The pitch mark at or before aim (the phase is locally linear), where voiced.
+        phase_at_aim = phase - (DMIN + hold + lead) * inv_period
+        mark = aim - (phase_at_aim - np.floor(phase_at_aim)) * period * v
+        # A grain's anchor: its read position minus the read rate's running sum; stored offset by
+        # the latency, so a zeroed state is heads at the nominal delay.
+        anchor = mark - (read - gamma * late)
+        starts = np.minimum(np.array([np.sum(psi < F(j)) for j in range(1, GRAINS + 1)]), BLOCK - 1)
+        anchors = np.concatenate([s[S_HEADS:S_SPANS], anchor[starts]]).astype(F)
+        spans = np.concatenate([s[S_SPANS:], span[starts]]).astype(F)
+        # Head h plays grain k(n) + h of [state grains oldest first, this block's]: h = HEADS - 1 is
+        # the youngest.
         h = np.arange(HEADS)
-        slot = np.minimum(k.astype(np.int64)[:, None] + (HEADS - 1) - h, GRAINS + HEADS - 1)
-        newest = n - DMIN
-        pos = np.clip(anchors[slot] + read[:, None], F(-HISTORY + 2), newest[:, None])     # [BLOCK, HEADS]
-        # Weights: a raised-cosine window two spans long from each grain's start, normalised to
-        # sum to one (grains of two periods at a hop of one sum to one already). Ages and spans
-        # are in output periods.
-        age = (psi - k)[:, None] + h
-        grain_span = np.maximum(spans[slot], MIN_SPAN)
-        edge = np.clip(np.minimum(age, F(2.0) * grain_span - age) / grain_span, F(0.0), F(1.0))
-        weight = F(0.5) - F(0.5) * np.cos(F(np.pi) * edge)
-        weight = weight / np.maximum(np.sum(weight, axis=1, keepdims=True), WEIGHT_FLOOR)
-        out = heads(buf, pos + F(HISTORY), weight)
-
+        slot = k.astype(np.int64)[:, None] + h
+        unclipped = anchors[slot] + read[:, None]
+        pos = np.minimum(np.maximum(unclipped, F(2.0)), (n + F(HISTORY) - DMIN)[:, None])  # [BLOCK, HEADS]
+        # Weights: a raised-cosine (sin^2) window two spans long from each grain's start,
+        # normalised to sum to one (grains of two periods at a hop of one sum to one already).
+        grain_span = np.maximum(spans[slot], MIN_SPAN * SPAN_UNIT)
+        age = psi_frac[:, None] + F(1.0) * (HEADS - 1 - h)
+        window = np.sin(np.clip(age / grain_span, F(0.0), F(np.pi))) ** 2
+        kept = F(0.0) if s[S_UNFED] > F(0.5) else F(1.0)
+        weight = window * (kept / np.maximum(np.sum(window, axis=1, keepdims=True), WEIGHT_FLOOR))
+        out = heads(buf, pos, weight)
         if s[S_UNFED] > F(0.5):
             out = np.asarray(block, F)
+
         self.history = buf[BLOCK:].copy()
-        self.phase = (phase[BLOCK:] - np.floor(phase[-1])).astype(F)
-        self.state = np.concatenate([[est if voiced else F(0.0), v_blk, note, m_smooth[-1], period[-1], F(0.0),
-                                      psi[-1] - k[-1]], anchors[slot[-1]] + read[-1] - F(BLOCK) + lag,
+        self.state = np.concatenate([[est if voiced else F(0.0), v_blk, note, m_smooth[-1],
+                                      est if voiced else spacing_prev, F(0.0), psi_frac[-1],
+                                      phase[-1] - np.floor(phase[-1])],
+                                     unclipped[-1] - F(HISTORY + BLOCK) + F(c.latency_samples),
                                      grain_span[-1]]).astype(F)
         detected = c.sr / est if voiced else F(0.0)
         applied = np.exp(ln_sr - log_target_period[-1]) if voiced or manual else F(0.0)

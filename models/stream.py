@@ -14,11 +14,11 @@ def session(path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def initial_state(sess):
-    """Zeros for every state input (an input X with an output X_out)."""
+def initial_state(sess, voices=1):
+    """Zeros for every state input (an input X with an output X_out), `voices` rows of each."""
     outputs = {o.name for o in sess.get_outputs()}
     inputs = sess.get_inputs() + sess.get_overridable_initializers()
-    return {i.name: np.zeros(i.shape, np.float32) for i in inputs if i.name + "_out" in outputs}
+    return {i.name: np.zeros([voices] + list(i.shape[1:]), np.float32) for i in inputs if i.name + "_out" in outputs}
 
 
 def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0, retune_ms=0.0,

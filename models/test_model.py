@@ -75,7 +75,7 @@ def test_graph_matches_reference(rate, controls):
     for b in range(len(signal) // BLOCK):
         block = signal[b * BLOCK:(b + 1) * BLOCK]
         feeds.update(audio_buffer=block.reshape(1, BLOCK), history=ref.history.reshape(1, -1),
-                     phase=ref.phase.reshape(1, -1), state=ref.state.reshape(1, -1))
+                     state=ref.state.reshape(1, -1))
         got = dict(zip(names, sess.run(names, feeds)))
         expected, confidence, detected, applied = ref.process(block, **controls)
         assert np.all(np.isfinite(got["corrected_audio"]))
@@ -129,10 +129,10 @@ def test_contract_and_metadata(rate):
     sess = stream.session(path_for(rate))
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
     assert {"audio_buffer", "target_pitch", "correction_strength", "scale_mask", "tuning_hz", "retune_ms",
-            "transpose", "formant_preserve", "formant_shift", "history", "phase", "state"} == names
+            "transpose", "formant_preserve", "formant_shift", "history", "state"} == names
     outputs = {o.name for o in sess.get_outputs()}
     assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
-            "phase_out", "state_out"} == outputs
+            "state_out"} == outputs
 
 
 @pytest.mark.parametrize("rate", RATES)
