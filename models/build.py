@@ -159,7 +159,7 @@ def build(sample_rate):
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
     # 2. YIN on the time-reversed, 4x decimated signal, where a lag is an index. The cross term
-    # is one MatMul with the lagged copies of the signal as a matrix [BD, lags], dec[t + lag]: the
+    # is one MatMul with the lagged copies of the signal as a matrix [BD, M + 1], dec[t + lag]: the
     # signal tiled BD + 1 times and read in rows one sample longer than it, so each row starts a
     # sample later (a Conv cannot take a per-voice kernel).
     rev = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
@@ -167,8 +167,9 @@ def build(sample_rate):
                  strides=[R.DEC])                                                # [V, 1, M]
     M = c.dec_len
     tiled = g.slice(g.Tile(dec, g.ints(1, 1, BD + 1)), 0, BD * (M + 1), axis=2)
-    lagged_dec = g.slice(g.Reshape(tiled, g.ints(-1, BD, M + 1)), 0, L, axis=2)  # [V, BD, L]
-    cross = g.MatMul(g.Mul(g.slice(dec, 0, BD, axis=2), g.f(-2.0)), lagged_dec)  # -2 C(lag)
+    lagged_dec = g.Reshape(tiled, g.ints(-1, BD, M + 1))                          # [V, BD, M + 1]
+    # -2 C(lag); the lags past L wrap around and are cut from the small product
+    cross = g.slice(g.MatMul(g.Mul(g.slice(dec, 0, BD, axis=2), g.f(-2.0)), lagged_dec), 0, L, axis=2)
     # lagged energy: a window sum of the squares = difference of their running sum BD apart
     running = g.CumSum(g.Mul(dec, dec), g.const(2, np.int64))
     window = np.zeros((1, 1, 2), np.float32)
@@ -207,11 +208,11 @@ def build(sample_rate):
     # 3-4. Per-block decisions. The pack: every scalar they read, clipped per lane; the first
     # LOGGED lanes also go through one Log.
     lo, hi = R.agree_bounds()
-    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "ph0"] + [f"a{h}" for h in range(heads)] + [
+    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "dl0"] + [f"a{h}" for h in range(heads)] + [
         f"s{h}" for h in range(heads)]
-    # The phases are fractions: clipped to [0, 1] so that no state can start more grains than
-    # the graph has slots for.
-    state_bounds = {"psi0": (0.0, 1.0), "ph0": (0.0, 1.0)}
+    # The grain phase is a fraction: clipped to [0, 1] so that no state can start more grains than
+    # the graph has slots for; the delay stays within the history.
+    state_bounds = {"psi0": (0.0, 1.0), "dl0": (-lag, float(H))}
     logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
         (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
     pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, *state_bounds.get(lane, (-BIG, BIG))) for lane in state_lanes] + [
@@ -246,15 +247,11 @@ def build(sample_rate):
     was_voiced = {"pv": 1.0, "1": -BELOW_HALF}
     held, not_held = {"pt": 1.0, "1": -BELOW_NO_TARGET}, {"pt": -1.0, "1": float(R.NO_TARGET)}
     spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
-    # the same margins inside a continuous weight, scaled so that they only ever gate it
-    spaced_gate = {lane: SCALE * k for lane, k in spaced.items()}
-    unspaced_gate = {lane: SCALE * k for lane, k in unspaced.items()}
     agree = voiced + [{"est": 1.0, "pe": -float(lo)}, {"pe": float(hi), "est": -1.0}]
     update = voiced + [auto, allowed]
     always = []
     pt, one = {"pt": 1.0}, {"1": 1.0}
     default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
-    half_default = {"1": float(F(0.5) * c.default_period)}
 
     early = [  # (name, weight, value): values from the first linear stage
         ("man", [manual], m_man_trn),                      # target: manual
@@ -272,11 +269,11 @@ def build(sample_rate):
         ("v_none_man", voiced + [not_held, manual], m_man_trn),
         ("none_auto", [not_held, auto], pt),
         ("v_none_auto", voiced + [not_held, auto], pt),
-        ("ag_ln_pe", agree, {"ln_pe": 1.0}),               # log periods: trend between estimates
+        ("ag_ln_pe", agree, {"ln_pe": 1.0}),               # log rate period: trend between estimates
         ("ag_slope", agree, {"ln_est": 1.0 / N, "ln_pe": -1.0 / N}),
         ("ag_ln_est", agree, {"ln_est": 1.0}),
-        ("v_ln_est", voiced, {"ln_est": 1.0}),             # log periods: this estimate
-        ("sp_ln", [spaced], {"ln_sp": 1.0}),               # log periods unvoiced: last spacing
+        ("v_ln_est", voiced, {"ln_est": 1.0}),             # log rate period: this estimate
+        ("sp_ln", [spaced], {"ln_sp": 1.0}),               # log rate period unvoiced: last spacing
         ("v_sp_ln", voiced + [spaced], {"ln_sp": 1.0}),
         ("default_ln", [unspaced], ln_default),
         ("v_default_ln", voiced + [unspaced], ln_default),
@@ -285,19 +282,15 @@ def build(sample_rate):
         ("v_est", voiced, {"est": 1.0}),                   # spacing at the block end: estimate
         ("v_sp", voiced + [spaced], {"sp": 1.0}),
         ("v_default", voiced + [unspaced], default),
-        ("pv_sp", ({"pv": 1.0}, spaced_gate), {"sp": 0.5}),     # unvoiced hold: voicing x spacing / 2
-        ("pv_default", ({"pv": 1.0}, unspaced_gate), half_default),
-        ("v_sp_half", tuple(ramps) + (spaced_gate,), {"sp": 0.5}),
-        ("v_default_half", tuple(ramps) + (unspaced_gate,), half_default),
         ("man_report", [manual], one),                     # applied target reported
         ("v", voiced, one),
         ("v_man", voiced + [manual], one),
         ("cn", always, {"cn": 1.0}),                       # note: kept unless replaced
         ("ln_sr_tun", always, {"ln_tun": -1.0, "1": ln_sr}),
         ("unfed", always, {"unfed": 1.0}),
-        ("pv", always, {"pv": 1.0}),                       # voicing ramp, phases and formant shift
+        ("pv", always, {"pv": 1.0}),                       # voicing ramp, state and formant shift
         ("psi0", always, {"psi0": 1.0}),
-        ("ph0", always, {"ph0": 1.0}),
+        ("dl0", always, {"dl0": 1.0}),
         ("sh_pv", ({"pv": 1.0},), {"fsh": float(R.LOG2 / F(12.0))}),
         ("sh_v", tuple(ramps), {"fsh": float(R.LOG2 / F(12.0))}),
         ("resample", always, {"1": 1.0, "fkeep": -1.0}),  # how much of rho the formants follow
@@ -305,11 +298,9 @@ def build(sample_rate):
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
     ]
-    late = [("upd_note", update), ("ag_trend", agree), ("ag_phase_trend", agree), ("inv_tau", always),
-            ("detect", voiced)]
+    late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
-    half_block = float(F(0.5 + N / 2))
     u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
         ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
         ("ands", [col for group in weight_groups for col in group]),
@@ -318,8 +309,7 @@ def build(sample_rate):
         ("values", [value for _, _, value in early]),
         ("cn", [{"cn": 1.0}]),
         ("slope", [{"ln_est": 1.0 / N, "ln_pe": -1.0 / N}]),
-        ("lever", [{"1": float(F(half_block) - R.DMIN), "est": -0.5},
-                   {"1": half_block, "est": float(R.PHASE_LEVER_PERIODS)}]),
+        ("lever", [{"1": 0.5 + N / 2, "est": float(R.RATE_LEVER_PERIODS)}]),
     ])
 
     # every weight: the least of its terms, clipped to [0, 1]
@@ -335,9 +325,9 @@ def build(sample_rate):
 
     # 1/time constant and 1/estimate, both scaled into [0, 1]
     ratios = g.Clip(g.Div(num, den), zero, g.f(1.0))
-    trends = g.Mul(slope, lever)
+    trend = g.Mul(slope, lever)
 
-    products = g.Mul(weights, g.Concat(values, auto_note, trends, ratios, axis=1))
+    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, axis=1))
     names = [name for name, _, _ in early] + [name for name, _ in late]
     assert len(set(names)) == len(names), "product lane names must be unique"
     lanes_c = Lanes(g, [(products, names)])
@@ -351,15 +341,11 @@ def build(sample_rate):
     def times(k, expr):
         return {lane: k * w for lane, w in expr.items()}
 
-    estimate_or_spacing = plus(total("v_ln_est", "sp_ln", "default_ln"), minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
-    log_rate = plus(total("ag_ln_pe", "ag_trend"), estimate_or_spacing)
-    log_period = plus(total("ag_ln_pe", "ag_phase_trend"), estimate_or_spacing)
+    log_rate = plus(total("ag_ln_pe", "ag_trend", "v_ln_est", "sp_ln", "default_ln"),
+                    minus("ag_ln_est", "v_sp_ln", "v_default_ln"))
     log_slope = total("ag_slope")
     spacing = total("sp", "default")
     spacing_change = plus(total("v_est"), minus("v_sp", "v_default"))   # voiced: estimate - spacing
-    # hold = spacing / 2 (1 - v(n)): its value at the block start and its change over the block
-    hold_start = plus(times(0.5, spacing), minus("pv_sp", "pv_default"))
-    hold_change = plus(total("pv_sp", "pv_default"), minus("v_sp_half", "v_default_half"))
     m_target = plus(total("man", "upd_note", "upd_trn", "v_noscale", "auto_pt"), minus("v_auto_pt"))
     start = plus(total("v_m_in", "held_pt", "v_kept_pt", "none_man", "none_auto"),
                  minus("v_kept_m_in", "v_held_pt", "v_none_man", "v_none_auto"))
@@ -372,43 +358,43 @@ def build(sample_rate):
         "log_rate_a": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
         "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
-        "voicing": [total("pv"), {}, plus(total("voicing"), minus("pv")), {}],
-        "aim_base": [plus({"1": float(H) - dmin}, times(-1.0, hold_start)), one, times(-1.0, hold_change), {}],
-        "mark_distance": [plus({"1": dmin}, hold_start), {}, hold_change, {}],
+        "delay_base": [{"1": float(H) - dmin}, one, {}, {}],
         # the rows the exponentials mix, in this order
         "log_rate_period": [log_rate, log_slope, {}, {}],
         "shift": [total("sh_pv"), {}, plus(total("sh_v"), minus("sh_pv")), {}],
-        "log_period": [log_period, log_slope, {}, {}],
         "one": [one, {}, {}, {}],
     }
     coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
-    # Every exponential of the synthesis, as one MatMul of [exponent, log rate period, shift, log
-    # period, 1] (the formant rate's share of the exponent is this block's): row name ->
-    # coefficients, and the bounds each row is clipped to.
+    # Every exponential of the synthesis, as one MatMul of [exponent, log rate period, shift, 1]
+    # (the formant rate's share of the exponent is this block's): row name -> coefficients, and
+    # the bounds each row is clipped to.
     resample, keep_share = total("resample"), plus(one, minus("resample"))
     exps = {
-        "inv_period": ([{}, {}, {}, {"1": -1.0}, {}], 0.0, BIG),
-        "inv_out": ([one, {"1": -1.0}, {}, {}, {}], 0.0, float(F(1.0) / R.MIN_OUT_PERIOD)),
-        "gamma": ([resample, {}, one, {}, {}], 0.0, BIG),
-        "out_period": ([{"1": -1.0}, one, {}, {}, {}], float(R.MIN_OUT_PERIOD), BIG),
-        "span": ([keep_share, {"1": -1.0}, {"1": -1.0}, one, {"1": float(R.SPAN_UNIT_LN)}],
+        "rho": ([one, {}, {}, {}], 0.0, BIG),
+        "inv_out": ([one, {"1": -1.0}, {}, {}], 0.0, float(F(1.0) / R.MIN_OUT_PERIOD)),
+        "gamma": ([resample, {}, one, {}], 0.0, BIG),
+        "out_period": ([{"1": -1.0}, one, {}, {}], float(R.MIN_OUT_PERIOD), BIG),
+        "span": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN)}],
                  float(R.MIN_SPAN * R.SPAN_UNIT), float(F(heads / 2) * R.SPAN_UNIT)),
-        "gamma_reach": ([plus(resample, {"1": -1.0}), one, one, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
-        "reach": ([{"1": -1.0}, one, {}, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
-        "period": ([{}, {}, {}, one, {}], 0.0, BIG),
+        "gamma_reach": ([plus(resample, {"1": -1.0}), one, one, {"1": float(R.REACH_LN)}], 0.0, BIG),
+        "reach": ([{"1": -1.0}, one, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
+        "period": ([{}, one, {}, {}], 0.0, BIG),
+        "inv_period": ([{}, {"1": -1.0}, {}, {}], 0.0, BIG),
     }
     mix = [entry for row, _, _ in exps.values() for entry in row]
     place_lanes = [float(lag - H - N)] * heads
     coef, scalars, mix_ab, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
-        # the cumulative sums' starts (input phase, grain phase, read position), the glide's
-        # scale and 0/1 for a streamed state
-        ("scalars", [total("ph0"), total("psi0"), {"1": float(H) - lag}, ltp_nb, plus(one, minus("unfed"))]),
+        # the running sums' starts (rate, grain phase, read position), the glide's scale and 0/1
+        # for a streamed state
+        ("scalars", [{"dl0": -1.0, "1": float(H - 1) - lag}, total("psi0"), {"1": float(H) - lag}, ltp_nb,
+                     plus(one, minus("unfed"))]),
         ("mix", mix),
         ("state", [total("v_est"), total("voicing"),
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
-                   plus(spacing, spacing_change), {}, {}, {}] + [{"1": v} for v in place_lanes] + [{}] * heads
+                   plus(spacing, spacing_change), {}, {}, {"1": float(N - 1 + H) - lag}]
+                  + [{"1": v} for v in place_lanes] + [{}] * heads
                   + [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("detected", [{"detect": float(c.sr / F(30.0))}]),
         ("confidence", [total("voicing")]),
@@ -420,8 +406,8 @@ def build(sample_rate):
     # Per-sample work is laid out [V, rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
     basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
-    log_rate_a, glide_arg, sv, v, aim_base, mark_distance, mixed_rows = g.split(
-        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 6 + [4])
+    log_rate_a, glide_arg, sv, delay_base, mixed_rows = g.split(
+        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 4 + [3])
 
     # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
     glide_term = g.Mul(g.Exp(glide_arg), glide_scale)
@@ -431,21 +417,21 @@ def build(sample_rate):
     # 5. grains: every exponential at once, clipped per row
     floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
-    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), 5)), g.Concat(exponent, mixed_rows, axis=1))
+    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), 4)), g.Concat(exponent, mixed_rows, axis=1))
     exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))
-    steps, out_period, span, gamma_reach, reach, period = g.split(exponentials, [3, 1, 1, 1, 1, 1])
-    inv_period, _, gamma = g.split(steps, [1, 1, 1])
-    # the input phase, the output grain phase and the read position: running sums from their starts
+    steps, out_period, span, gamma_reach, reach, period, inv_period = g.split(exponentials, [3, 1, 1, 1, 1, 1, 1])
+    _, _, gamma = g.split(steps, [1, 1, 1])
+    # the rate's, the output grain phase's and the read position's running sums from their starts
     sums = g.slice(g.CumSum(g.Concat(offsets, steps, axis=2), g.const(2, np.int64)), 1, N + 1, axis=2)
-    phase, psi, read = g.split(sums, [1, 1, 1])
+    rising, psi, read = g.split(sums, [1, 1, 1])
     k = g.Floor(psi)
     psi_frac = g.Sub(psi, k)
     late = g.Mul(psi_frac, out_period)
-    lead = g.Add(late, g.Mul(g.Relu(g.Sub(gamma_reach, reach)), span))
-    aim = g.Sub(aim_base, lead)
-    phase_at_aim = g.Sub(phase, g.Mul(g.Add(mark_distance, lead), inv_period))
-    mark = g.Sub(aim, g.Mul(g.Mul(g.Sub(phase_at_aim, g.Floor(phase_at_aim)), period), v))
-    anchor = g.Sub(mark, g.Sub(read, g.Mul(gamma, late)))
+    ahead = g.Mul(g.Relu(g.Sub(gamma_reach, reach)), span)
+    # the delay, wrapped by a period into [DMIN + ahead, DMIN + ahead + P): held = n + H - delay
+    wraps = g.Floor(g.Mul(g.Sub(g.Sub(delay_base, rising), ahead), inv_period))
+    held = g.Add(rising, g.Mul(wraps, period))
+    anchor = g.Sub(g.Sub(held, late), g.Sub(read, g.Mul(gamma, late)))
     # each grain keeps the anchor and span of the sample it starts on: the count of samples
     # before the grain phase reaches its number
     before = g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1)))      # [V, GRAINS, N]
@@ -487,9 +473,9 @@ def build(sample_rate):
           out="corrected_audio")
 
     # state and reported pitch: the last sample's values enter through one Gemm
-    last_rows = [g.Sub(phase, g.Floor(phase)), psi_frac, glide_term, unclipped, grain_span]
+    last_rows = [held, psi_frac, glide_term, unclipped, grain_span]
     place = np.zeros((3 + 2 * heads, R.STATE_LEN + 1), np.float32)
-    place[0, R.S_PHASE] = place[1, R.S_PSI] = 1.0
+    place[0, R.S_DELAY], place[1, R.S_PSI] = -1.0, 1.0
     place[2, R.S_TARGET], place[2, R.STATE_LEN] = k12, 1.0
     place[3 + np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
     last = g.Reshape(g.slice(g.Concat(*last_rows, axis=1), N - 1, N, axis=2), g.ints(-1, 3 + 2 * heads))

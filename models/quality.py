@@ -17,6 +17,7 @@ import parselmouth
 
 import envelope
 import stream
+import transparency
 import voices
 from reference import BLOCK
 
@@ -188,6 +189,7 @@ def benchmark(rate, timing_blocks=5000):
                                "worst_at_82Hz": float(max(low))}
     report["c_major_f_sharp_plus_20"] = c_major_check(sess, rate)
     report["formants"] = formant_check(sess, rate)
+    report["transparency"] = transparency_check(sess, rate, cases)
     report["ort_us_per_block"] = ort_timing(sess, timing_blocks)
     report["model_bytes"] = MODEL_FOR_RATE[rate].stat().st_size
     return report
@@ -247,6 +249,56 @@ def c_major_check(sess, rate):
     return results
 
 
+def voiced_retention(inp, out, rate, delay):
+    """Fraction of the input's voiced frames (Praat) whose delayed output frame is voiced too."""
+    t_in, f_in = praat_pitch(inp, rate)
+    t_out, f_out = praat_pitch(out, rate)
+    at = np.interp(t_in + delay / rate, t_out, f_out > 0) > 0.5
+    inside = (f_in > 0) & (t_in + delay / rate < t_out[-1])
+    return float(np.sum(at & inside) / max(np.sum(inside), 1))
+
+
+def transparency_check(sess, rate, cases=None):
+    """Envelope distance, clicks and seams of auto-mode correction on vowels, melodies and speech."""
+    cases = cases or test_set(rate)
+    groups = {"vowels": [c.signal for c in cases if c.base_hz is not None],
+              "melodies": [c.signal for c in cases if c.base_hz is None],
+              "speech": [transparency.speech(voice, pitch, rate) for voice, pitch in transparency.SPEECH_VOICES]}
+    rows = {}
+    for group, signals in groups.items():
+        measures, seconds, retained, medians = [], 0.0, [], []
+        for signal in signals:
+            out, _, _ = stream.run(sess, signal)
+            delay = measured_delay(signal[:len(out)], out, rate)
+            measures.append(transparency.measure(signal, out, rate, delay, praat_pitch))
+            seconds += len(out) / rate
+            if group == "speech":
+                retained.append(voiced_retention(signal[:len(out)], out, rate, delay))
+                _, f = praat_pitch(signal, rate)
+                medians.append(float(np.median(f[f > 0])))
+        weights = [len(s) for s in signals]
+        rows[group] = {
+            "lsd_db": float(np.median([m["lsd_db"] for m in measures])),
+            "clicks_per_min_in": float(np.average([m["clicks_in"] for m in measures], weights=weights)),
+            "clicks_per_min_out": float(np.average([m["clicks_out"] for m in measures], weights=weights)),
+            "seam_flux_vs_input": float(np.mean([m["seam_flux"] for m in measures])),
+            "seconds": seconds}
+        if retained:
+            rows[group]["voiced_retention"] = retained
+            rows[group]["median_f0_hz"] = medians
+    return rows
+
+
+def print_transparency(rows):
+    print(f"{'transparency':12} {'LSD dB':>7} {'clicks/min in':>14} {'out':>6} {'seam flux vs in':>16}")
+    for group, r in rows.items():
+        print(f"{group:12} {r['lsd_db']:7.2f} {r['clicks_per_min_in']:14.1f} {r['clicks_per_min_out']:6.1f} "
+              f"{r['seam_flux_vs_input']:16.3f}")
+        if "voiced_retention" in r:
+            pairs = ", ".join(f"{f:.0f} Hz {k:.3f}" for f, k in zip(r["median_f0_hz"], r["voiced_retention"]))
+            print(f"  speech voiced retention: {pairs}")
+
+
 def ort_timing(sess, blocks):
     rng = np.random.default_rng(0)
     signal = voices.render(voices.steady(196.0, blocks * BLOCK / 44100 + 0.1, 44100, 20.0), 44100, seed=5)
@@ -287,6 +339,7 @@ def print_report(r):
         ideal = 2 ** ((f["transpose"] * (1 - f["formant_preserve"]) + f["formant_shift"]) / 12)
         print(f"{f['f0']:14.0f} {f['transpose']:+9.0f} {f['formant_preserve']:5.0f} {f['formant_shift']:+5.0f} "
               f"{f['pitch_moved_st']:9.2f} {f['warp']:6.3f} {ideal:6.3f} {f['lsd_db']:7.2f}")
+    print_transparency(r["transparency"])
     t = r["ort_us_per_block"]
     print(f"ORT per block (1 thread): median {t['median']:.0f} us, p99 {t['p99']:.0f} us over {t['blocks']} blocks")
     print(f"model size {r['model_bytes']} bytes")

@@ -9,17 +9,16 @@ Algorithm (see models/README.md for the why):
   2. YIN on the block against the past, on the signal decimated 4x: cumulative-mean-normalised
      difference, its minimum under an octave cost; then the full-rate difference around that lag
      and a parabola through its minimum; voicing from aperiodicity and level
-  3. per-sample log period tracks: log-linear trends between consecutive estimates that agree,
-     one where the heads read (for the read rate) and one where the input is (its phase track)
+  3. per-sample log period track: log-linear trend between consecutive estimates that agree
   4. read rate rho(n) = (P(n) / P_target(n)) ** (strength * voicing(n)); the output period is
      P(n) / rho(n)
   5. pitch-synchronous grains (TD-PSOLA family), up to HEADS at a time: a grain starts every
-     output period, on a pitch mark of the input (an integer of the input's phase track), and is
-     read at the formant rate gamma = rho ** (1 - formant_preserve) * 2 ** (formant_shift / 12)
-     for two spans (one input period at that rate, each); the windows are normalised to sum to
-     one. gamma = 1 keeps the formants where they were sung, gamma = rho is v2's resampler.
-     Unvoiced, grains are not snapped to marks and read at rate 1: every head reads the same
-     samples, one delayed head.
+     output period, one input period after the grain before it (its delay wrapped by a period
+     into a fixed window, so grains stay in phase and the delay bounded), and is read at the
+     formant rate gamma = rho ** (1 - formant_preserve) * 2 ** (formant_shift / 12) for two spans
+     (one input period at that rate, each); the windows are normalised to sum to one. gamma = 1
+     keeps the formants where they were sung, gamma = rho is v2's resampler. At rho = 1 (in tune,
+     strength 0, unvoiced) every grain has the same delay: the output is the input, delayed.
 """
 
 import numpy as np
@@ -79,17 +78,18 @@ LOG2 = F(np.log(2.0))
 SPAN_UNIT = F(2.0 / np.pi)
 SPAN_UNIT_LN = F(np.log(2.0 / np.pi))
 REACH_LN = F(np.log(2.0 * REACH_MARGIN / SPAN_UNIT))
-# Where a block's estimate sits on the input's phase track: this many periods before the block's
-# centre (measured: the lever that makes vibrato land flattest).
-PHASE_LEVER_PERIODS = F(1.5)
+# Where a block's estimate sits on the rate track: RATE_LEVER_PERIODS periods before the block's
+# centre (measured on the vibrato voices of quality.py: 0 gives a p95 of 6.2 cents, 0.5 3.7, 1 2.8,
+# 1.5 4.2; v2's -0.5 - DMIN / P, right for a resampler's read head, gives medians of 3-8 cents).
+RATE_LEVER_PERIODS = F(1.0)
 STATE_LEN = 8 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
-# does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI and
-# S_PHASE are the fractional output grain phase and input pitch phase. S_HEADS.. are the anchors of
+# does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI is the
+# fractional output grain phase, S_DELAY the next grain's delay minus the latency. S_HEADS.. are the anchors of
 # the sounding grains, oldest first, as buffer positions relative to the next block's start and
 # offset by the latency (so a zeroed state is heads at the nominal delay, not at no delay);
 # S_SPANS.. their half-lengths.
-S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_PHASE = range(8)
+S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_DELAY = range(8)
 S_HEADS = 8
 S_SPANS = S_HEADS + HEADS
 
@@ -242,11 +242,9 @@ class Reference:
         v_blk = voicing(aperiodicity, e0)
         voiced = v_blk >= F(0.5)
 
-        # 3. period tracks, in log period, both log-linear trends between agreeing estimates (within
-        # AGREE_CENTS), else this block's estimate. The read rate uses the period where the heads
-        # read; the input's phase track the period where the input is, which is where the pitch
-        # marks are: YIN's estimate describes the block and the periods before it it was compared
-        # with, PHASE_LEVER_PERIODS periods back from the block's centre.
+        # 3. period track, in log period: the read rate uses the period where the heads read, a
+        # log-linear trend between agreeing estimates (within AGREE_CENTS), else this block's
+        # estimate.
         prev_est = s[S_EST]
         lo, hi = agree_bounds()
         agree = voiced and est - prev_est * lo > 0 and prev_est * hi - est > 0
@@ -256,13 +254,10 @@ class Reference:
         ln_est, ln_prev = np.log(est), np.log(max(prev_est, F(1e-6)))
         if agree:
             slope = (ln_est - ln_prev) / F(BLOCK)
-            offset = ln_prev + slope * (F(0.5 + BLOCK / 2) - DMIN - F(0.5) * est)
-            phase_offset = ln_prev + slope * (F(0.5 + BLOCK / 2) + PHASE_LEVER_PERIODS * est)
+            offset = ln_prev + slope * (F(0.5 + BLOCK / 2) + RATE_LEVER_PERIODS * est)
         else:
-            slope = F(0.0)
-            offset = phase_offset = ln_est if voiced else ln_spacing
+            slope, offset = F(0.0), (ln_est if voiced else ln_spacing)
         log_rate_period = offset + slope * n
-        log_period = phase_offset + slope * n
 
         # target note (MIDI, fractional): manual Hz, else nearest allowed note, else the input
         ln_tuning = np.log(tuning)
@@ -302,37 +297,37 @@ class Reference:
         # formant rate, shifted only where voiced, so unvoiced sound is never resampled.
         out_arg = log_rate_period - exponent
         gamma_arg = (F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0))
+        rho = np.exp(exponent)
         out_period = np.maximum(np.exp(out_arg), MIN_OUT_PERIOD)
         inv_out = np.minimum(np.exp(-out_arg), F(1.0) / MIN_OUT_PERIOD)
         gamma = np.exp(gamma_arg)
-        period, inv_period = np.exp(log_period), np.exp(-log_period)
+        period, inv_period = np.exp(log_rate_period), np.exp(-log_rate_period)
         # Half a grain, in output periods (in SPAN_UNIT): one input period at the formant rate,
-        # within bounds.
-        span = np.clip(np.exp(log_period - gamma_arg - out_arg + SPAN_UNIT_LN), MIN_SPAN * SPAN_UNIT,
-                       F(HEADS / 2) * SPAN_UNIT)
-        # The input's pitch phase (cycles; its integers are pitch marks), the output grain phase
-        # (a grain starts where it crosses an integer) and the read position at the formant rate.
-        phase = cumulative(s[S_PHASE], inv_period)
+        # rho / gamma output periods, within bounds.
+        span = np.clip(np.exp(exponent - gamma_arg + SPAN_UNIT_LN), MIN_SPAN * SPAN_UNIT, F(HEADS / 2) * SPAN_UNIT)
+        # The output grain phase (a grain starts where it crosses an integer) and the read position
+        # at the formant rate (a buffer index, offset by the latency the anchors are stored with).
         psi = cumulative(s[S_PSI], inv_out)
         read = cumulative(F(HISTORY) - F(c.latency_samples), gamma)
         k = np.floor(psi)
         psi_frac = psi - k
         # Samples from the phase's crossing to this sample (a start rounded a sample late lands
-        # on the same position), plus the room a grain read faster than real time needs to stay
+        # on the same position), and the room a grain read faster than real time needs to stay
         # behind the newest sample.
         late = psi_frac * out_period
         ahead = np.maximum(np.exp(gamma_arg + out_arg + REACH_LN) - np.exp(out_arg + REACH_LN), F(0.0)) * span
-        # Unvoiced sound, which is not snapped to marks, is held at the mean delay of voiced
-        # grains (half a period past DMIN), so the timing stays put at voicing edges.
-        hold = F(0.5) * spacing_prev * (F(1.0) - v)
-        lead = late + ahead
-        aim = (n + F(HISTORY) - DMIN - hold) - lead               # buffer index
-        # The pitch mark at or before aim (the phase is locally linear), where voiced.
-        phase_at_aim = phase - (DMIN + hold + lead) * inv_period
-        mark = aim - (phase_at_aim - np.floor(phase_at_aim)) * period * v
-        # A grain's anchor: its read position minus the read rate's running sum; stored offset by
-        # the latency, so a zeroed state is heads at the nominal delay.
-        anchor = mark - (read - gamma * late)
+        # The delay a grain starting here gets: each grain one input period after the one before
+        # it (so the two are in phase) is the delay growing by 1 - rho per sample; it wraps by one
+        # period into [DMIN + ahead, DMIN + ahead + P), skipping or repeating a period. At rho = 1
+        # it stays put: every grain reads the same samples, the input delayed, whatever the
+        # estimate, and unvoiced sound (rho = 1) is one delayed head. `rising` is the running sum
+        # of rho, from minus the last delay, so the delay before wrapping is n + 1 - rising.
+        rising = cumulative(F(HISTORY - 1) - F(c.latency_samples) - s[S_DELAY], rho)
+        unwrapped = (n + F(HISTORY) - DMIN - rising) - ahead        # delay - DMIN - ahead
+        wraps = np.floor(unwrapped * inv_period)
+        held = rising + wraps * period                               # n + HISTORY - delay
+        # A grain's anchor: its read position at the crossing minus the read position's running sum.
+        anchor = (held - late) - (read - gamma * late)
         starts = np.minimum(np.array([np.sum(psi < F(j)) for j in range(1, GRAINS + 1)]), BLOCK - 1)
         anchors = np.concatenate([s[S_HEADS:S_SPANS], anchor[starts]]).astype(F)
         spans = np.concatenate([s[S_SPANS:], span[starts]]).astype(F)
@@ -356,7 +351,7 @@ class Reference:
         self.history = buf[BLOCK:].copy()
         self.state = np.concatenate([[est if voiced else F(0.0), v_blk, note, m_smooth[-1],
                                       est if voiced else spacing_prev, F(0.0), psi_frac[-1],
-                                      phase[-1] - np.floor(phase[-1])],
+                                      F(BLOCK - 1 + HISTORY) - held[-1] - F(c.latency_samples)],
                                      unclipped[-1] - F(HISTORY + BLOCK) + F(c.latency_samples),
                                      grain_span[-1]]).astype(F)
         detected = c.sr / est if voiced else F(0.0)

@@ -1,0 +1,129 @@
+"""Transparency measures of a correction: envelope distance, clicks, block seams, and speech voices.
+
+    python3 models/transparency.py --rate 44100       # prints the table (quality.py includes it)
+
+Every measure compares the output with its own input, so a figure is the model's effect: the
+envelope log-spectral distance is between cepstral envelopes of input and output frames a delay
+apart (read at the harmonics, envelope.py); clicks are counted in both; the seam figure is the output's ratio of spectral flux across
+block boundaries to elsewhere, over the same ratio of the input. Speech is espeak-ng's (Debian),
+rendered here at several pitches, so no recording is needed.
+"""
+
+import argparse
+import pathlib
+import subprocess
+import tempfile
+import wave
+
+import numpy as np
+
+import envelope
+from reference import BLOCK
+
+# The envelope distance is taken below 3 kHz, where the synthetic voices' harmonics stand above
+# their breath noise at every pitch.
+LSD_BAND = envelope.GRID <= 3000.0
+PRAAT_FLOOR_HZ = 60.0
+# Clicks: peaks of the second difference above CLICK_FACTOR x its RMS over CLICK_WINDOW seconds;
+# peaks closer than CLICK_GAP seconds are one click.
+CLICK_FACTOR = 6.0
+CLICK_WINDOW = 0.02
+CLICK_GAP = 0.005
+# The edges are left out: a file that starts mid-note starts with a step, and the output's starts
+# after the model's delay.
+CLICK_EDGE = 0.05
+# Spectral flux between frames of FLUX_FRAME samples every FLUX_HOP; a flux whose frame pair has a
+# block boundary between the frame centres is a seam flux.
+FLUX_FRAME = 128
+FLUX_HOP = 32
+SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog while seven singers hold a long note "
+               "and everyone listens to the quiet room.")
+# espeak-ng voices and pitch settings whose median f0 spans 80..250 Hz.
+SPEECH_VOICES = (("en-us", 10), ("en-gb", 40), ("en-us+f2", 40), ("en-us+f4", 75))
+
+
+def speech(voice, pitch, rate):
+    """espeak-ng's rendering of SPEECH_TEXT, resampled (band-limited, by FFT) to `rate`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", "150", "-w", str(path), SPEECH_TEXT],
+                       check=True, capture_output=True)
+        with wave.open(str(path)) as w:
+            source_rate = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64) / 32768.0
+    spectrum = np.fft.rfft(x)
+    length = int(round(len(x) * rate / source_rate))
+    resized = np.zeros(length // 2 + 1, complex)
+    keep = min(len(spectrum), len(resized))
+    resized[:keep] = spectrum[:keep]
+    y = np.fft.irfft(resized, length) * length / len(x)
+    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def envelope_distance(inp, out, rate, delay, praat_pitch):
+    """Median RMS difference (dB) of the level-matched envelopes of input and output voiced frames.
+
+    Envelopes are read at the harmonics of Praat's f0 of each side (envelope.py), both smoothed to
+    the sparser voice's resolution, so a voice sung at another pitch with the same vowel scores ~0.
+    """
+    t_in, f_in = praat_pitch(inp, rate)
+    t_out, f_out = praat_pitch(out, rate)
+    times, env_in = envelope.envelopes(inp, rate, t_in, f_in)
+    f_in_at = np.interp(times, t_in, f_in)
+    f_out_at = np.interp(times + delay / rate, t_out, f_out)
+    # interpolated between a voiced and an unvoiced frame, f0 is not a pitch: Praat's floor or more
+    voiced = f_out_at >= PRAAT_FLOOR_HZ
+    kept, env_out = envelope.envelopes(out, rate, times[voiced] + delay / rate, f_out_at[voiced])
+    distances = []
+    for a, b, fa, fb in zip(env_in[voiced][:len(kept)], env_out, f_in_at[voiced], f_out_at[voiced]):
+        x, y = envelope.pair(a, b, fa, fb)
+        x, y = x[LSD_BAND], y[LSD_BAND]
+        distances.append(np.sqrt(np.mean(((y - y.mean()) - (x - x.mean())) ** 2)))
+    return float(np.median(distances)) if distances else float("nan")
+
+
+def clicks_per_minute(signal, rate):
+    residual = np.diff(signal.astype(np.float64), 2)
+    window = int(CLICK_WINDOW * rate)
+    local = np.sqrt(np.convolve(residual ** 2, np.ones(window) / window, "same")) + 1e-12
+    edge = int(CLICK_EDGE * rate)
+    peaks = np.flatnonzero(np.abs(residual[edge:-edge]) > CLICK_FACTOR * local[edge:-edge])
+    if len(peaks) == 0:
+        return 0.0
+    clicks = 1 + int(np.sum(np.diff(peaks) > CLICK_GAP * rate))
+    return clicks / ((len(signal) - 2 * edge) / rate) * 60.0
+
+
+def seam_flux_ratio(signal):
+    """Mean spectral flux of frame pairs straddling a block boundary over that of all other pairs."""
+    x = signal.astype(np.float64)
+    window = np.hanning(FLUX_FRAME)
+    starts = np.arange(0, len(x) - FLUX_FRAME, FLUX_HOP)
+    mags = np.abs(np.fft.rfft(np.stack([x[s:s + FLUX_FRAME] * window for s in starts]), axis=1))
+    flux = np.sum(np.diff(mags, axis=0) ** 2, axis=1)
+    centres = starts + FLUX_FRAME // 2
+    seam = (centres[:-1] // BLOCK) != (centres[1:] // BLOCK)
+    return float(flux[seam].mean() / flux[~seam].mean())
+
+
+def measure(inp, out, rate, delay, praat_pitch):
+    """Envelope distance, clicks per minute in and out, and seam flux ratio out/in for one signal."""
+    inp = inp[:len(out)]
+    return {"lsd_db": envelope_distance(inp, out, rate, delay, praat_pitch),
+            "clicks_in": clicks_per_minute(inp, rate), "clicks_out": clicks_per_minute(out, rate),
+            "seam_flux": seam_flux_ratio(out) / seam_flux_ratio(inp)}
+
+
+def main():
+    import quality
+    import stream
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, choices=[44100, 48000], default=44100)
+    args = parser.parse_args()
+    sess = stream.session(quality.MODEL_FOR_RATE[args.rate])
+    quality.print_transparency(quality.transparency_check(sess, args.rate))
+
+
+if __name__ == "__main__":
+    main()
