@@ -19,9 +19,8 @@ import reference as R  # noqa: E402
 from reference import BLOCK, Reference  # noqa: E402
 
 RATES = list(build.MODELS.values())
-# Per state lane. The head delay integrates the read rate over the block in float32, where the two
-# implementations' rounding differs by up to ~0.015 samples at a read rate of 2.4 (a manual target
-# far above the voice): 0.05 samples is 1 microsecond at 44.1 kHz.
+# Per state lane. The grains' anchors integrate the read rate over the block in float32, where the
+# two implementations round differently: 0.05 samples is 1 microsecond at 44.1 kHz.
 STATE_TOLERANCE = np.full(R.STATE_LEN, 1e-2, np.float32)
 STATE_TOLERANCE[R.S_HEADS:] = 0.05
 
