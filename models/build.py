@@ -7,7 +7,7 @@ every run.
     python3 models/build.py            # writes both models next to this file
 
 The graph is laid out for ONNX Runtime's cost model, where every node costs ~0.35 us or more
-whatever its size (see models/README.md): YIN's correlation is one small Conv on a 4x decimated
+whatever its size (see models/README.md): YIN's correlation is one MatMul on an 8x decimated
 signal, and the per-block decisions (voicing, note choice, targets, the read-rate coefficients)
 are packed into a few lane-parallel stages instead of one node per scalar operation:
 
@@ -158,7 +158,7 @@ def build(sample_rate):
     buf = g.Concat("history", block, axis=1)                                  # [V, H + N]
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
-    # 2. YIN on the time-reversed, 4x decimated signal, where a lag is an index. The cross term
+    # 2. YIN on the time-reversed, 8x decimated signal, where a lag is an index. The cross term
     # is one MatMul with the lagged copies of the signal as a matrix [BD, M + 1], dec[t + lag]: the
     # signal tiled BD + 1 times and read in rows one sample longer than it, so each row starts a
     # sample later (a Conv cannot take a per-voice kernel).
@@ -185,7 +185,7 @@ def build(sample_rate):
     i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [V, 1] int64
     aperiodicity = g.GatherElements(cmnd, i, axis=1)
 
-    # full-rate difference at REFINE_LAGS lags around 4 i; parabola through the smallest
+    # full-rate difference at REFINE_LAGS lags around 8 i; parabola through the smallest
     lags = R.REFINE_LAGS
     half_lags = lags // 2
     rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
@@ -201,7 +201,7 @@ def build(sample_rate):
     centre, num, den = g.split(g.Gemm(d, g.const(fit)), [inner] * 3)
     k = g.ArgMin(centre, axis=1, keepdims=1)
     shift = g.Clip(g.Div(num, g.Max(den, g.f(1e-9))), g.f(-1.0), g.f(1.0))
-    centres = np.arange(inner, dtype=F).reshape(1, inner) + F(1 - half_lags)   # lag of centre k minus 4 i
+    centres = np.arange(inner, dtype=F).reshape(1, inner) + F(1 - half_lags)   # lag of centre k minus 8 i
     offset_shift = g.GatherElements(g.Add(shift, g.const(centres)), k, axis=1)
     est = g.Add(g.Cast(i4, to=TensorProto.FLOAT), offset_shift)
 
