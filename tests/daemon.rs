@@ -189,3 +189,124 @@ fn longest_run(samples: &[f32], quiet: impl Fn(f32) -> bool) -> usize {
     }
     longest
 }
+
+/// Formant resonators of /a/ (centre Hz, bandwidth Hz), as models/voices.py has them.
+const VOWEL_A: [(f64, f64); 3] = [(730.0, 90.0), (1090.0, 110.0), (2440.0, 170.0)];
+
+fn vowel_gain(freq: f64) -> f64 {
+    VOWEL_A
+        .iter()
+        .map(|&(centre, width)| {
+            centre * centre / ((centre * centre - freq * freq).powi(2) + (width * freq).powi(2)).sqrt()
+        })
+        .product()
+}
+
+/// One second of a sung /a/ at `f0` (a whole number of periods, so it loops seamlessly): harmonics
+/// falling at 12 dB per octave through the vowel's resonators.
+fn vowel(f0: f64) -> Vec<f32> {
+    let harmonics: Vec<(f64, f64)> =
+        (1..).map(f64::from).take_while(|k| k * f0 < 8000.0).map(|k| (k, vowel_gain(k * f0) / (k * k))).collect();
+    let peak: f64 = harmonics.iter().map(|(_, a)| a).sum();
+    (0..RATE as usize)
+        .map(|i| {
+            let t = i as f64 / f64::from(RATE);
+            let sum: f64 = harmonics.iter().map(|&(k, a)| a * (std::f64::consts::TAU * k * f0 * t).sin()).sum();
+            (0.3 * sum / peak) as f32
+        })
+        .collect()
+}
+
+/// Level (dB) of the harmonics of `f0` in `signal` from 250 to 3000 Hz: (frequency, dB) pairs.
+fn harmonic_levels(signal: &[f32], f0: f64) -> Vec<(f64, f64)> {
+    let window: Vec<f64> =
+        (0..signal.len()).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / signal.len() as f64).cos()).collect();
+    (1..)
+        .map(|k| f64::from(k) * f0)
+        .skip_while(|&f| f < 250.0)
+        .take_while(|&f| f <= 3000.0)
+        .map(|f| {
+            let step = std::f64::consts::TAU * f / f64::from(RATE);
+            let (re, im) = signal.iter().zip(&window).enumerate().fold((0.0, 0.0), |(re, im), (i, (&x, w))| {
+                let phase = step * i as f64;
+                (re + f64::from(x) * w * phase.cos(), im - f64::from(x) * w * phase.sin())
+            });
+            (f, 10.0 * (re * re + im * im).max(1e-30).log10())
+        })
+        .collect()
+}
+
+/// The frequency (Hz) of `signal`'s autocorrelation peak between `low` and `high` Hz, refined by a
+/// parabola: a vowel's strong formant harmonics fool a general pitch tracker, a window around the
+/// expected note does not hide a miss of more than a few cents.
+fn period_near(signal: &[f32], low: f64, high: f64) -> f64 {
+    let rate = f64::from(RATE);
+    let correlation =
+        |lag: usize| -> f64 { signal.iter().zip(&signal[lag..]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum() };
+    let lags: Vec<usize> = ((rate / high) as usize..=(rate / low) as usize + 1).collect();
+    let scores: Vec<f64> = lags.iter().map(|&lag| correlation(lag)).collect();
+    let best = (1..scores.len() - 1).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
+    let (a, b, c) = (scores[best - 1], scores[best], scores[best + 1]);
+    let shift = 0.5 * (a - c) / (a - 2.0 * b + c);
+    rate / (lags[best] as f64 + shift)
+}
+
+/// The frequency factor that best maps the input's envelope onto the output's: out(f) ~ in(f / a),
+/// levels matched, the input's envelope interpolated between its harmonics.
+fn envelope_warp(input: &[(f64, f64)], output: &[(f64, f64)]) -> f64 {
+    let at = |f: f64| -> Option<f64> {
+        let i = input.windows(2).position(|w| w[0].0 <= f && f <= w[1].0)?;
+        let ((f0, d0), (f1, d1)) = (input[i], input[i + 1]);
+        Some(d0 + (d1 - d0) * (f - f0) / (f1 - f0))
+    };
+    let score = |a: f64| -> f64 {
+        let pairs: Vec<(f64, f64)> = output.iter().filter_map(|&(f, d)| at(f / a).map(|e| (d, e))).collect();
+        if pairs.len() < 5 {
+            return f64::INFINITY;
+        }
+        let offset = pairs.iter().map(|(d, e)| d - e).sum::<f64>() / pairs.len() as f64;
+        pairs.iter().map(|(d, e)| (d - e - offset).powi(2)).sum::<f64>() / pairs.len() as f64
+    };
+    (0..=600)
+        .map(|i| 0.7 * (1.6f64 / 0.7).powf(f64::from(i) / 600.0))
+        .min_by(|&a, &b| score(a).total_cmp(&score(b)))
+        .unwrap()
+}
+
+/// Through jackd, a vowel transposed up a fourth keeps its formants where they were sung, and with
+/// formant preservation off they move with the pitch.
+#[test]
+fn a_transpose_keeps_the_formants_unless_told_not_to() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, Some(&root().join("config/autotuned.toml")), &[], &[]);
+    let osc = OscClient::new();
+    // 150 Hz is 37 cents above D3: auto mode lands on D3, the transpose on G3.
+    let f_in = 150.0;
+    let input = vowel(f_in);
+    let sung = harmonic_levels(&input, f_in);
+    osc.send(daemon.osc, "/autotune/transpose", vec![OscType::Float(5.0)]);
+    let mut client = TestClient::start(&daemon.client, input, 12);
+    let mut warps = Vec::new();
+    for preserve in [1.0f32, 0.0] {
+        osc.send(daemon.osc, "/autotune/formant/preserve", vec![OscType::Float(preserve)]);
+        let mut recorded = Vec::new();
+        client.record(2.0, &mut recorded);
+        let tail = &recorded[recorded.len() - RATE as usize..];
+        let f_out = period_near(tail, 180.0, 215.0);
+        assert!(
+            cents(f_out as f32, 196.0).abs() <= 5.0,
+            "formant_preserve {preserve}: output at {f_out:.2} Hz, not G3"
+        );
+        let warp = envelope_warp(&sung, &harmonic_levels(tail, f_out));
+        eprintln!("formant_preserve {preserve}: output {f_out:.2} Hz, envelope warp {warp:.3}");
+        warps.push((f_out / f_in, warp));
+    }
+    client.close();
+    let [(_, kept), (ratio, moved)] = warps[..] else { unreachable!() };
+    assert!((kept - 1.0).abs() <= 0.05, "formants kept: warp {kept:.3}, want 1 ± 0.05");
+    assert!(
+        (moved / ratio - 1.0).abs() <= 0.06,
+        "formants free: warp {moved:.3}, want the pitch ratio {ratio:.3} ± 6 %"
+    );
+}
