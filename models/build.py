@@ -382,7 +382,6 @@ def build(sample_rate):
         "inv_period": ([{}, {"1": -1.0}, {}, {}], 0.0, BIG),
     }
     mix = [entry for row, _, _ in exps.values() for entry in row]
-    place_lanes = [float(lag - H - N)] * heads
     coef, scalars, mix_ab, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
         # the running sums' starts (rate, grain phase, read position), the glide's scale and 0/1
@@ -394,7 +393,7 @@ def build(sample_rate):
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
                    plus(spacing, spacing_change), {}, {}, {"1": float(N - 1 + H) - lag}]
-                  + [{"1": v} for v in place_lanes] + [{}] * heads
+                  + [{"1": float(lag - H - N)}] * heads + [{}] * heads
                   + [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("detected", [{"detect": float(c.sr / F(30.0))}]),
         ("confidence", [total("voicing")]),
@@ -479,7 +478,7 @@ def build(sample_rate):
     place[2, R.S_TARGET], place[2, R.STATE_LEN] = k12, 1.0
     place[3 + np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
     last = g.Reshape(g.slice(g.Concat(*last_rows, axis=1), N - 1, N, axis=2), g.ints(-1, 3 + 2 * heads))
-    state_out, log_freq = g.split(g.Gemm(last, g.const(place), partial), [R.STATE_LEN, 1], outs=["state_out", g.name("split")])
+    _, log_freq = g.split(g.Gemm(last, g.const(place), partial), [R.STATE_LEN, 1], outs=["state_out", g.name("split")])
     g.Mul(applied_weight, g.Exp(log_freq), out="applied_target_hz")
 
     f32 = TensorProto.FLOAT

@@ -53,6 +53,23 @@ def pair(env_in, env_out, f0_in, f0_out):
     return smoothed(env_in, width), smoothed(env_out, width)
 
 
+def paired(inp, out, rate, delay, pitch_in, pitch_out, floor_hz):
+    """(input, output) envelope pairs at each voiced input frame, each pair at the sparser voice's
+    resolution (pair()); the output's frame is `delay` samples later and needs an f0 of floor_hz
+    or more (interpolated between a voiced and an unvoiced frame, f0 is not a pitch).
+
+    pitch_in, pitch_out: (frame times, f0) of each side, f0 0 where unvoiced (Praat's).
+    """
+    (t_in, f_in), (t_out, f_out) = pitch_in, pitch_out
+    times, env_in = envelopes(inp, rate, t_in, f_in)
+    f_in_at = np.interp(times, t_in, f_in)
+    f_out_at = np.interp(times + delay / rate, t_out, f_out)
+    voiced = f_out_at >= floor_hz
+    # output frames past the end are left out, so the zip stops there
+    _, env_out = envelopes(out, rate, times[voiced] + delay / rate, f_out_at[voiced])
+    return [pair(a, b, fa, fb) for a, b, fa, fb in zip(env_in[voiced], env_out, f_in_at[voiced], f_out_at[voiced])]
+
+
 def warp(env_in, env_out):
     """The factor a that best maps the input envelope onto the output's: out(f) ~ in(f / a).
 

@@ -208,11 +208,7 @@ def formant_case(sess, rate, f0, vowel, seed, **controls):
     t_in, f_in = praat_pitch(signal, rate, floor=40.0)
     t_out, f_out = praat_pitch(out, rate, floor=40.0)
     keep = (t_in > 0.3) & (t_in < len(signal) / rate - 0.2) & (f_in > 0)
-    times, env_in = envelope.envelopes(signal, rate, t_in[keep], f_in[keep])
-    f_out_at = np.interp(times + delay / rate, t_out, f_out)
-    f_in_at = np.interp(times, t_in, f_in)
-    _, env_out = envelope.envelopes(out, rate, times + delay / rate, f_out_at)
-    pairs = [envelope.pair(a, b, fa, fb) for a, b, fa, fb in zip(env_in, env_out, f_in_at, f_out_at)]
+    pairs = envelope.paired(signal, out, rate, delay, (t_in[keep], f_in[keep]), (t_out, f_out), floor_hz=40.0)
     moved = 12 * np.log2(np.median(f_out[(t_out > 0.3) & (f_out > 0)]) / np.median(f_in[keep]))
     return (float(moved), float(np.median([envelope.warp(a, b) for a, b in pairs])),
             float(np.median([envelope.log_spectral_distance(a, b) for a, b in pairs])))
@@ -266,12 +262,11 @@ def transparency_check(sess, rate, cases=None):
               "speech": [transparency.speech(voice, pitch, rate) for voice, pitch in transparency.SPEECH_VOICES]}
     rows = {}
     for group, signals in groups.items():
-        measures, seconds, retained, medians = [], 0.0, [], []
+        measures, retained, medians = [], [], []
         for signal in signals:
             out, _, _ = stream.run(sess, signal)
             delay = measured_delay(signal[:len(out)], out, rate)
             measures.append(transparency.measure(signal, out, rate, delay, praat_pitch))
-            seconds += len(out) / rate
             if group == "speech":
                 retained.append(voiced_retention(signal[:len(out)], out, rate, delay))
                 _, f = praat_pitch(signal, rate)
@@ -281,8 +276,7 @@ def transparency_check(sess, rate, cases=None):
             "lsd_db": float(np.median([m["lsd_db"] for m in measures])),
             "clicks_per_min_in": float(np.average([m["clicks_in"] for m in measures], weights=weights)),
             "clicks_per_min_out": float(np.average([m["clicks_out"] for m in measures], weights=weights)),
-            "seam_flux_vs_input": float(np.mean([m["seam_flux"] for m in measures])),
-            "seconds": seconds}
+            "seam_flux_vs_input": float(np.mean([m["seam_flux"] for m in measures]))}
         if retained:
             rows[group]["voiced_retention"] = retained
             rows[group]["median_f0_hz"] = medians

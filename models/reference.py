@@ -87,11 +87,11 @@ REACH_LN = F(np.log(2.0 * REACH_MARGIN / SPAN_UNIT))
 RATE_LEVER_PERIODS = F(1.0)
 STATE_LEN = 8 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
-# does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI is the
-# fractional output grain phase, S_DELAY the next grain's delay minus the latency. S_HEADS.. are the anchors of
-# the sounding grains, oldest first, as buffer positions relative to the next block's start and
-# offset by the latency (so a zeroed state is heads at the nominal delay, not at no delay);
-# S_SPANS.. their half-lengths.
+# does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI is
+# the fractional output grain phase, S_DELAY the next grain's delay minus the latency. S_HEADS..
+# are the anchors of the sounding grains, oldest first, as buffer positions relative to the next
+# block's start and offset by the latency (so a zeroed state is heads at the nominal delay, not at
+# no delay); S_SPANS.. their half-lengths.
 S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_DELAY = range(8)
 S_HEADS = 8
 S_SPANS = S_HEADS + HEADS
@@ -106,7 +106,7 @@ class Constants:
         self.tau_max = int(round(sample_rate / 69.0))
         # The period assumed before any voice was heard; the model's nominal delay follows from it.
         self.default_period = F(round(sample_rate / 200.0))
-        # Grains start on the mark at or before DMIN: on average half a period after it.
+        # A grain's delay wraps within [DMIN, DMIN + P): half a period past DMIN on average.
         self.latency_samples = int(DMIN + F(0.5) * self.default_period)
         # Decimated YIN: lags 0 .. lags_dec-1 at sample_rate / DEC.
         self.tau_min_dec = self.tau_min // DEC
@@ -345,8 +345,7 @@ class Reference:
         grain_span = np.maximum(spans[slot], MIN_SPAN * SPAN_UNIT)
         age = psi_frac[:, None] + F(1.0) * (HEADS - 1 - h)
         window = np.sin(np.clip(age / grain_span, F(0.0), F(np.pi))) ** 2
-        kept = F(0.0) if s[S_UNFED] > F(0.5) else F(1.0)
-        weight = window * (kept / np.maximum(np.sum(window, axis=1, keepdims=True), WEIGHT_FLOOR))
+        weight = window / np.maximum(np.sum(window, axis=1, keepdims=True), WEIGHT_FLOOR)
         out = heads(buf, pos, weight)
         if s[S_UNFED] > F(0.5):
             out = np.asarray(block, F)

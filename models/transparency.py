@@ -24,6 +24,7 @@ from reference import BLOCK
 # The envelope distance is taken below 3 kHz, where the synthetic voices' harmonics stand above
 # their breath noise at every pitch.
 LSD_BAND = envelope.GRID <= 3000.0
+# Praat's pitch floor (quality.praat_pitch): an output frame's f0 must be at least this.
 PRAAT_FLOOR_HZ = 60.0
 # Clicks: peaks of the second difference above CLICK_FACTOR x its RMS over CLICK_WINDOW seconds;
 # peaks closer than CLICK_GAP seconds are one click.
@@ -67,17 +68,9 @@ def envelope_distance(inp, out, rate, delay, praat_pitch):
     Envelopes are read at the harmonics of Praat's f0 of each side (envelope.py), both smoothed to
     the sparser voice's resolution, so a voice sung at another pitch with the same vowel scores ~0.
     """
-    t_in, f_in = praat_pitch(inp, rate)
-    t_out, f_out = praat_pitch(out, rate)
-    times, env_in = envelope.envelopes(inp, rate, t_in, f_in)
-    f_in_at = np.interp(times, t_in, f_in)
-    f_out_at = np.interp(times + delay / rate, t_out, f_out)
-    # interpolated between a voiced and an unvoiced frame, f0 is not a pitch: Praat's floor or more
-    voiced = f_out_at >= PRAAT_FLOOR_HZ
-    kept, env_out = envelope.envelopes(out, rate, times[voiced] + delay / rate, f_out_at[voiced])
+    pairs = envelope.paired(inp, out, rate, delay, praat_pitch(inp, rate), praat_pitch(out, rate), PRAAT_FLOOR_HZ)
     distances = []
-    for a, b, fa, fb in zip(env_in[voiced][:len(kept)], env_out, f_in_at[voiced], f_out_at[voiced]):
-        x, y = envelope.pair(a, b, fa, fb)
+    for x, y in pairs:
         x, y = x[LSD_BAND], y[LSD_BAND]
         distances.append(np.sqrt(np.mean(((y - y.mean()) - (x - x.mean())) ** 2)))
     return float(np.median(distances)) if distances else float("nan")
