@@ -163,5 +163,10 @@ fn engine(c: &mut Criterion) {
     c.bench_function("osc/dispatch_set_strength", |b| b.iter(|| black_box(service.handle(black_box(&message), from))));
 }
 
-criterion_group!(benches, engine);
+// No plots: criterion's plotting needs a system font, which a fresh machine does not have.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = engine
+}
 criterion_main!(benches);

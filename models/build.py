@@ -212,7 +212,8 @@ def build(sample_rate):
         f"s{h}" for h in range(heads)]
     # The grain phase is a fraction: clipped to [0, 1] so that no state can start more grains than
     # the graph has slots for; the delay stays within the history.
-    state_bounds = {"psi0": (0.0, 1.0), "dl0": (-lag, float(H))}
+    span_bounds = (float(R.MIN_SPAN * R.SPAN_UNIT), float(F(heads / 2) * R.SPAN_UNIT))
+    state_bounds = {"psi0": (0.0, 1.0), "dl0": (-lag, float(H)), **{f"s{h}": span_bounds for h in range(heads)}}
     logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
         (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
     pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, *state_bounds.get(lane, (-BIG, BIG))) for lane in state_lanes] + [
@@ -301,8 +302,11 @@ def build(sample_rate):
     late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
-    u, ands, num, den, values, cn, slope, lever = lanes_a.linear([
+    hysteresis = float(R.HYSTERESIS_ST / F(12.0))
+    u, mask, held_mask, ands, num, den, values, cn, slope, lever = lanes_a.linear([
         ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
+        ("mask", [{f"mask{k}": 1.0} for k in range(12)]),
+        ("held_mask", [{f"mask{k}": 1.0, "1": hysteresis} for k in range(12)]),
         ("ands", [col for group in weight_groups for col in group]),
         ("num", [{"1": 1e-3}, {"1": 30.0}]),
         ("den", [{"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
@@ -319,7 +323,7 @@ def build(sample_rate):
     # auto note: the nearest allowed candidate, the current note kept within the hysteresis
     r = g.Round(u)
     candidates = g.Add(g.Mul(r, g.f(12.0)), g.const(np.arange(12, dtype=F).reshape(1, 12)))
-    bonus = g.Where(g.Equal(candidates, cn), g.Add("scale_mask", g.f(R.HYSTERESIS_ST / F(12.0))), "scale_mask")
+    bonus = g.Where(g.Equal(candidates, cn), held_mask, mask)
     best = g.ArgMin(g.Sub(g.Abs(g.Sub(r, u)), bonus), axis=1, keepdims=1)
     auto_note = g.GatherElements(candidates, best, axis=1)
 
@@ -373,11 +377,11 @@ def build(sample_rate):
         "rho": ([one, {}, {}, {}], 0.0, BIG),
         "inv_out": ([one, {"1": -1.0}, {}, {}], 0.0, float(F(1.0) / R.MIN_OUT_PERIOD)),
         "gamma": ([resample, {}, one, {}], 0.0, BIG),
+        "gamma_out": ([plus(resample, {"1": -1.0}), one, one, {}], 0.0, BIG),
         "out_period": ([{"1": -1.0}, one, {}, {}], float(R.MIN_OUT_PERIOD), BIG),
-        "span": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN)}],
-                 float(R.MIN_SPAN * R.SPAN_UNIT), float(F(heads / 2) * R.SPAN_UNIT)),
-        "gamma_reach": ([plus(resample, {"1": -1.0}), one, one, {"1": float(R.REACH_LN)}], 0.0, BIG),
-        "reach": ([{"1": -1.0}, one, {}, {"1": float(R.REACH_LN)}], 0.0, BIG),
+        "span": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN)}], *span_bounds),
+        "span_reach": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN + R.REACH_LN)}],
+                       *(float(F(bound) * R.REACH) for bound in span_bounds)),
         "period": ([{}, one, {}, {}], 0.0, BIG),
         "inv_period": ([{}, {"1": -1.0}, {}, {}], 0.0, BIG),
     }
@@ -418,19 +422,19 @@ def build(sample_rate):
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
     mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), 4)), g.Concat(exponent, mixed_rows, axis=1))
     exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))
-    steps, out_period, span, gamma_reach, reach, period, inv_period = g.split(exponentials, [3, 1, 1, 1, 1, 1, 1])
-    _, _, gamma = g.split(steps, [1, 1, 1])
+    steps, gamma_out, out_period, span, span_reach, period, inv_period = g.split(
+        exponentials, [3, 1, 1, 1, 1, 1, 1])
     # the rate's, the output grain phase's and the read position's running sums from their starts
     sums = g.slice(g.CumSum(g.Concat(offsets, steps, axis=2), g.const(2, np.int64)), 1, N + 1, axis=2)
     rising, psi, read = g.split(sums, [1, 1, 1])
     k = g.Floor(psi)
     psi_frac = g.Sub(psi, k)
-    late = g.Mul(psi_frac, out_period)
-    ahead = g.Mul(g.Relu(g.Sub(gamma_reach, reach)), span)
+    late_rate = g.Sub(gamma_out, out_period)
+    ahead = g.Mul(g.Relu(late_rate), span_reach)
     # the delay, wrapped by a period into [DMIN + ahead, DMIN + ahead + P): held = n + H - delay
     wraps = g.Floor(g.Mul(g.Sub(g.Sub(delay_base, rising), ahead), inv_period))
     held = g.Add(rising, g.Mul(wraps, period))
-    anchor = g.Sub(g.Sub(held, late), g.Sub(read, g.Mul(gamma, late)))
+    anchor = g.Add(g.Sub(held, read), g.Mul(psi_frac, late_rate))
     # each grain keeps the anchor and span of the sample it starts on: the count of samples
     # before the grain phase reaches its number
     before = g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1)))      # [V, GRAINS, N]
@@ -438,7 +442,9 @@ def build(sample_rate):
     starts = g.Reshape(g.Cast(count_before, to=TensorProto.INT64), g.ints(-1, 1, grains))     # [V, 1, GRAINS]
     pair = g.const(np.zeros((1, 2, 1)), np.int64)
     new_grains = g.GatherElements(g.Concat(anchor, span, axis=1), g.Add(starts, pair), axis=2)
-    state_grains = g.Reshape(g.slice("state", R.S_HEADS, R.S_HEADS + 2 * heads), g.ints(-1, 2, heads))
+    clipped_state = len(logged) + 1                                  # where the clipped state lanes start
+    state_grains = g.Reshape(g.slice(clipped, clipped_state + R.S_HEADS, clipped_state + R.S_HEADS + 2 * heads),
+                             g.ints(-1, 2, heads))
     grains_all = g.Concat(state_grains, new_grains, axis=2)                         # [V, 2, HEADS + GRAINS]
     # head h plays grain k(n) + h of the state's (oldest first) and this block's
     slot = g.Add(g.Cast(k, to=TensorProto.INT64), g.const(np.arange(heads).reshape(1, heads, 1), np.int64))
@@ -448,7 +454,7 @@ def build(sample_rate):
     newest = np.arange(N, dtype=F).reshape(1, 1, N) + F(H) - R.DMIN
     positions = g.Min(g.Max(unclipped, g.f(2.0)), g.const(newest))
     # sin^2 windows two spans long from each grain's start, normalised to sum to one
-    grain_span = g.Max(head_span, g.f(R.MIN_SPAN * R.SPAN_UNIT))
+    grain_span = head_span
     age = g.Add(psi_frac, g.const(np.arange(heads - 1, -1, -1, dtype=F).reshape(1, heads, 1)))
     sine = g.Sin(g.Clip(g.Div(age, grain_span), zero, g.f(np.pi)))
     window = g.Mul(sine, sine)

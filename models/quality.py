@@ -186,7 +186,8 @@ def benchmark(rate, timing_blocks=5000):
     worst = delays[int(np.argmax(values))]
     low = [d for name, d in delays if name.startswith("82Hz")]
     report["delay_samples"] = {"mean": float(values.mean()), "worst": float(worst[1]), "worst_case": worst[0],
-                               "worst_at_82Hz": float(max(low))}
+                               "worst_at_82Hz": float(max(low)),
+                               "reported": int(sess.get_modelmeta().custom_metadata_map["latency_samples"])}
     report["c_major_f_sharp_plus_20"] = c_major_check(sess, rate)
     report["formants"] = formant_check(sess, rate)
     report["transparency"] = transparency_check(sess, rate, cases)
@@ -325,7 +326,7 @@ def print_report(r):
     print(f"passthrough seam roughness {r['passthrough_seam_roughness']:.3f} (1.0 = seams like interiors)")
     d = r["delay_samples"]
     print(f"added delay: mean {d['mean']:.0f}, worst {d['worst']:.0f} ({d['worst_case']}), "
-          f"worst at 82 Hz {d['worst_at_82Hz']:.0f} samples (passthrough 0)")
+          f"worst at 82 Hz {d['worst_at_82Hz']:.0f} samples (passthrough 0); reported latency {d['reported']}")
     print(f"C major, F#+20c lands on MIDI {r['c_major_f_sharp_plus_20']['C major']} "
           f"(chromatic: {r['c_major_f_sharp_plus_20']['chromatic']})")
     print(f"{'formants: f0':>14} {'transpose':>9} {'keep':>5} {'shift':>5} {'pitch st':>9} {'warp':>6} {'ideal':>6} {'LSD dB':>7}")

@@ -80,11 +80,17 @@ LOG2 = F(np.log(2.0))
 # Spans are kept in units of 2/pi output periods, so a window is sin^2(age / span), age in periods.
 SPAN_UNIT = F(2.0 / np.pi)
 SPAN_UNIT_LN = F(np.log(2.0 / np.pi))
-REACH_LN = F(np.log(2.0 * REACH_MARGIN / SPAN_UNIT))
+# A span (in SPAN_UNIT) times REACH is the grain's length in output periods, with the margin.
+REACH = F(2.0) * REACH_MARGIN / SPAN_UNIT
+REACH_LN = F(np.log(REACH))
 # Where a block's estimate sits on the rate track: RATE_LEVER_PERIODS periods before the block's
 # centre (measured on the vibrato voices of quality.py: 0 gives a p95 of 6.2 cents, 0.5 3.7, 1 2.8,
 # 1.5 4.2; v2's -0.5 - DMIN / P, right for a resampler's read head, gives medians of 3-8 cents).
 RATE_LEVER_PERIODS = F(1.0)
+# The pitch whose typical delay is reported as the latency: between the typical male and female
+# singing voice, and the harmonic mean of the quality benchmark's base notes (82-523 Hz), so the
+# latency equals the mean delay measured over them.
+LATENCY_HZ = 160.0
 STATE_LEN = 8 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
 # does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI is
@@ -106,8 +112,9 @@ class Constants:
         self.tau_max = int(round(sample_rate / 69.0))
         # The period assumed before any voice was heard; the model's nominal delay follows from it.
         self.default_period = F(round(sample_rate / 200.0))
-        # A grain's delay wraps within [DMIN, DMIN + P): half a period past DMIN on average.
-        self.latency_samples = int(DMIN + F(0.5) * self.default_period)
+        # A grain's delay wraps within [DMIN, DMIN + P): half the voice's period past DMIN on
+        # average, so the latency reported is that of a voice at LATENCY_HZ.
+        self.latency_samples = int(round(float(DMIN) + 0.5 * sample_rate / LATENCY_HZ))
         # Decimated YIN: lags 0 .. lags_dec-1 at sample_rate / DEC.
         self.tau_min_dec = self.tau_min // DEC
         self.lags_dec = self.tau_max // DEC + 2
@@ -211,7 +218,12 @@ def heads(buf, pos, weight):
 
 
 def cumulative(start, steps):
-    """start + the running sum of steps, summed in that order (as a CumSum over [start | steps])."""
+    """start + the running sum of steps, summed in that order (as a CumSum over [start | steps]).
+
+    Summed from the start, both implementations round every partial sum at the same magnitude;
+    a CumSum from 0 and an Add after it round a different way from NumPy's and lose the
+    sample-level agreement test_model.py checks.
+    """
     return np.cumsum(np.concatenate([[F(start)], steps]).astype(F), dtype=F)[1:]
 
 
@@ -304,21 +316,25 @@ class Reference:
         out_period = np.maximum(np.exp(out_arg), MIN_OUT_PERIOD)
         inv_out = np.minimum(np.exp(-out_arg), F(1.0) / MIN_OUT_PERIOD)
         gamma = np.exp(gamma_arg)
+        gamma_out = np.exp(gamma_arg + out_arg)
         period, inv_period = np.exp(log_rate_period), np.exp(-log_rate_period)
         # Half a grain, in output periods (in SPAN_UNIT): one input period at the formant rate,
         # rho / gamma output periods, within bounds.
-        span = np.clip(np.exp(exponent - gamma_arg + SPAN_UNIT_LN), MIN_SPAN * SPAN_UNIT, F(HEADS / 2) * SPAN_UNIT)
+        span_arg = exponent - gamma_arg + SPAN_UNIT_LN
+        span_low, span_high = MIN_SPAN * SPAN_UNIT, F(HEADS / 2) * SPAN_UNIT
+        span = np.clip(np.exp(span_arg), span_low, span_high)
+        span_reach = np.clip(np.exp(span_arg + REACH_LN), span_low * REACH, span_high * REACH)
         # The output grain phase (a grain starts where it crosses an integer) and the read position
         # at the formant rate (a buffer index, offset by the latency the anchors are stored with).
         psi = cumulative(s[S_PSI], inv_out)
         read = cumulative(F(HISTORY) - F(c.latency_samples), gamma)
         k = np.floor(psi)
         psi_frac = psi - k
-        # Samples from the phase's crossing to this sample (a start rounded a sample late lands
-        # on the same position), and the room a grain read faster than real time needs to stay
-        # behind the newest sample.
-        late = psi_frac * out_period
-        ahead = np.maximum(np.exp(gamma_arg + out_arg + REACH_LN) - np.exp(out_arg + REACH_LN), F(0.0)) * span
+        # How much faster than real time a grain reads, in samples per output period: it moves a
+        # start rounded to the sample after the phase's crossing back onto the crossing, and sets
+        # the room a grain read faster than real time needs to stay behind the newest sample.
+        late_rate = gamma_out - out_period
+        ahead = np.maximum(late_rate, F(0.0)) * span_reach
         # The delay a grain starting here gets: each grain one input period after the one before
         # it (so the two are in phase) is the delay growing by 1 - rho per sample; it wraps by one
         # period into [DMIN + ahead, DMIN + ahead + P), skipping or repeating a period. At rho = 1
@@ -330,10 +346,10 @@ class Reference:
         wraps = np.floor(unwrapped * inv_period)
         held = rising + wraps * period                               # n + HISTORY - delay
         # A grain's anchor: its read position at the crossing minus the read position's running sum.
-        anchor = (held - late) - (read - gamma * late)
+        anchor = (held - read) + psi_frac * late_rate
         starts = np.minimum(np.array([np.sum(psi < F(j)) for j in range(1, GRAINS + 1)]), BLOCK - 1)
         anchors = np.concatenate([s[S_HEADS:S_SPANS], anchor[starts]]).astype(F)
-        spans = np.concatenate([s[S_SPANS:], span[starts]]).astype(F)
+        spans = np.concatenate([np.clip(s[S_SPANS:], span_low, span_high), span[starts]]).astype(F)
         # Head h plays grain k(n) + h of [state grains oldest first, this block's]: h = HEADS - 1 is
         # the youngest.
         h = np.arange(HEADS)
@@ -342,7 +358,7 @@ class Reference:
         pos = np.minimum(np.maximum(unclipped, F(2.0)), (n + F(HISTORY) - DMIN)[:, None])  # [BLOCK, HEADS]
         # Weights: a raised-cosine (sin^2) window two spans long from each grain's start,
         # normalised to sum to one (grains of two periods at a hop of one sum to one already).
-        grain_span = np.maximum(spans[slot], MIN_SPAN * SPAN_UNIT)
+        grain_span = spans[slot]
         age = psi_frac[:, None] + F(1.0) * (HEADS - 1 - h)
         window = np.sin(np.clip(age / grain_span, F(0.0), F(np.pi))) ** 2
         weight = window / np.maximum(np.sum(window, axis=1, keepdims=True), WEIGHT_FLOOR)
