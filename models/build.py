@@ -211,7 +211,8 @@ def build(sample_rate):
     state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "dl0"] + [f"a{h}" for h in range(heads)] + [
         f"s{h}" for h in range(heads)]
     # The grain phase is a fraction: clipped to [0, 1] so that no state can start more grains than
-    # the graph has slots for; the delay stays within the history.
+    # the graph has slots for; the delay stays within the history; the spans within the bounds
+    # this block's grains get.
     span_bounds = (float(R.MIN_SPAN * R.SPAN_UNIT), float(F(heads / 2) * R.SPAN_UNIT))
     state_bounds = {"psi0": (0.0, 1.0), "dl0": (-lag, float(H)), **{f"s{h}": span_bounds for h in range(heads)}}
     logged = [("e0", 1e-12 * BD, BIG), ("est", 1.0, BIG), ("tun", 300.0, 600.0), ("tpc", 20.0, 5000.0)] + [
@@ -454,9 +455,8 @@ def build(sample_rate):
     newest = np.arange(N, dtype=F).reshape(1, 1, N) + F(H) - R.DMIN
     positions = g.Min(g.Max(unclipped, g.f(2.0)), g.const(newest))
     # sin^2 windows two spans long from each grain's start, normalised to sum to one
-    grain_span = head_span
     age = g.Add(psi_frac, g.const(np.arange(heads - 1, -1, -1, dtype=F).reshape(1, heads, 1)))
-    sine = g.Sin(g.Clip(g.Div(age, grain_span), zero, g.f(np.pi)))
+    sine = g.Sin(g.Clip(g.Div(age, head_span), zero, g.f(np.pi)))
     window = g.Mul(sine, sine)
     norm = g.Div(kept, g.Max(g.ReduceSum(window, g.ints(1), keepdims=1), g.f(R.WEIGHT_FLOOR)))
     head_weights = g.Mul(window, norm)
@@ -478,7 +478,7 @@ def build(sample_rate):
           out="corrected_audio")
 
     # state and reported pitch: the last sample's values enter through one Gemm
-    last_rows = [held, psi_frac, glide_term, unclipped, grain_span]
+    last_rows = [held, psi_frac, glide_term, unclipped, head_span]
     place = np.zeros((3 + 2 * heads, R.STATE_LEN + 1), np.float32)
     place[0, R.S_DELAY], place[1, R.S_PSI] = -1.0, 1.0
     place[2, R.S_TARGET], place[2, R.STATE_LEN] = k12, 1.0

@@ -110,7 +110,7 @@ class Constants:
         self.sr = F(sample_rate)
         self.tau_min = int(round(sample_rate / 1100.0))
         self.tau_max = int(round(sample_rate / 69.0))
-        # The period assumed before any voice was heard; the model's nominal delay follows from it.
+        # The period assumed before any voice was heard (the spacing of unvoiced grains).
         self.default_period = F(round(sample_rate / 200.0))
         # A grain's delay wraps within [DMIN, DMIN + P): half the voice's period past DMIN on
         # average, so the latency reported is that of a voice at LATENCY_HZ.
