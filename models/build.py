@@ -467,14 +467,15 @@ def build(sample_rate):
     taps = g.Add(g.Reshape(g.Cast(floor, to=TensorProto.INT64), g.ints(-1, 1, heads * N)),
                  g.const(np.arange(-1, 3).reshape(1, 4, 1), np.int64))
     samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(-1, 4 * heads * N)), axis=1),
-                        g.ints(-1, 4 * heads, N))
+                        g.ints(-1, 4, heads * N))                                  # [V, tap, head and sample]
     wt = g.Mul(head_weights, t)
     wt2 = g.Mul(wt, t)
-    powers = g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=1)                # [V, 4 HEADS, N]
-    # row tap * HEADS + head of the weights = sum over powers p of CUBIC[p, tap] * powers[p * HEADS + head]
-    tap_weights = g.MatMul(g.const(np.kron(R.CUBIC.T, np.eye(heads, dtype=F))), powers)
+    powers = g.Reshape(g.Concat(head_weights, wt, wt2, g.Mul(wt2, t), axis=1), g.ints(-1, 4, heads * N))
+    # the tap weights: tap_weights[tap] = sum over powers p of CUBIC[p, tap] * powers[p]
+    tap_weights = g.MatMul(g.const(R.CUBIC.T), powers)
     # the sum, or (unfed state: a caller that does not stream state back) the input itself
-    g.Add(g.ReduceSum(g.Mul(samples, tap_weights), g.ints(1), keepdims=0), g.Mul("audio_buffer", unfed_weight),
+    weighted = g.Reshape(g.Mul(samples, tap_weights), g.ints(-1, 4 * heads, N))
+    g.Add(g.ReduceSum(weighted, g.ints(1), keepdims=0), g.Mul("audio_buffer", unfed_weight),
           out="corrected_audio")
 
     # state and reported pitch: the last sample's values enter through one Gemm
