@@ -246,10 +246,12 @@ def c_major_check(sess, rate):
     return results
 
 
-def voiced_retention(inp, out, rate, delay):
-    """Fraction of the input's voiced frames (Praat) whose delayed output frame is voiced too."""
-    t_in, f_in = praat_pitch(inp, rate)
-    t_out, f_out = praat_pitch(out, rate)
+def voiced_retention(pitch_in, pitch_out, rate, delay):
+    """Fraction of the input's voiced frames whose delayed output frame is voiced too.
+
+    pitch_in, pitch_out: Praat's (frame times, f0) of input and output.
+    """
+    (t_in, f_in), (t_out, f_out) = pitch_in, pitch_out
     at = np.interp(t_in + delay / rate, t_out, f_out > 0) > 0.5
     inside = (f_in > 0) & (t_in + delay / rate < t_out[-1])
     return float(np.sum(at & inside) / max(np.sum(inside), 1))
@@ -266,11 +268,13 @@ def transparency_check(sess, rate, cases=None):
         measures, retained, medians = [], [], []
         for signal in signals:
             out, _, _ = stream.run(sess, signal)
-            delay = measured_delay(signal[:len(out)], out, rate)
-            measures.append(transparency.measure(signal, out, rate, delay, praat_pitch))
+            signal = signal[:len(out)]
+            delay = measured_delay(signal, out, rate)
+            pitch_in, pitch_out = praat_pitch(signal, rate), praat_pitch(out, rate)
+            measures.append(transparency.measure(signal, out, rate, delay, pitch_in, pitch_out))
             if group == "speech":
-                retained.append(voiced_retention(signal[:len(out)], out, rate, delay))
-                _, f = praat_pitch(signal, rate)
+                retained.append(voiced_retention(pitch_in, pitch_out, rate, delay))
+                f = pitch_in[1]
                 medians.append(float(np.median(f[f > 0])))
         weights = [len(s) for s in signals]
         rows[group] = {

@@ -39,6 +39,15 @@ def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0
     return {name: value for name, value in result.items() if name in accepted}
 
 
+def step(sess, names, inputs):
+    """One sess.run of inputs; every state output (X_out) is fed back into inputs as X."""
+    result = dict(zip(names, sess.run(names, inputs)))
+    for name in list(inputs):
+        if name + "_out" in result:
+            inputs[name] = result[name + "_out"]
+    return result
+
+
 def run(sess, signal, **controls):
     """Returns (output signal, per-block confidence, per-block detected pitch); controls as feeds()."""
     inputs = feeds(sess, **controls)
@@ -47,10 +56,7 @@ def run(sess, signal, **controls):
     out, conf, pitch = [], [], []
     for b in range(blocks):
         inputs["audio_buffer"] = np.asarray(signal[b * BLOCK:(b + 1) * BLOCK], np.float32).reshape(1, BLOCK)
-        result = dict(zip(names, sess.run(names, inputs)))
-        for name in list(inputs):
-            if name + "_out" in result:
-                inputs[name] = result[name + "_out"]
+        result = step(sess, names, inputs)
         out.append(result["corrected_audio"][0])
         conf.append(float(result["confidence"][0, 0]))
         pitch.append(float(result["detected_pitch"][0, 0]) if "detected_pitch" in result else 0.0)

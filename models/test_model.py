@@ -174,10 +174,7 @@ def test_voices_are_independent_rows(rate):
     together = []
     for b in range(len(signals[0]) // BLOCK):
         batch["audio_buffer"] = np.stack([s[b * BLOCK:(b + 1) * BLOCK] for s in signals])
-        result = dict(zip(names, sess.run(names, batch)))
-        for name in list(batch):
-            if name + "_out" in result:
-                batch[name] = result[name + "_out"]
+        result = stream.step(sess, names, batch)
         together.append(result["corrected_audio"])
     together = np.concatenate(together, axis=1)
     for voice in range(3):

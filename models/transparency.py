@@ -62,13 +62,13 @@ def speech(voice, pitch, rate):
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
 
 
-def envelope_distance(inp, out, rate, delay, praat_pitch):
+def envelope_distance(inp, out, rate, delay, pitch_in, pitch_out):
     """Median RMS difference (dB) of the level-matched envelopes of input and output voiced frames.
 
     Envelopes are read at the harmonics of Praat's f0 of each side (envelope.py), both smoothed to
     the sparser voice's resolution, so a voice sung at another pitch with the same vowel scores ~0.
     """
-    pairs = envelope.paired(inp, out, rate, delay, praat_pitch(inp, rate), praat_pitch(out, rate), PRAAT_FLOOR_HZ)
+    pairs = envelope.paired(inp, out, rate, delay, pitch_in, pitch_out, PRAAT_FLOOR_HZ)
     distances = []
     for x, y in pairs:
         x, y = x[LSD_BAND], y[LSD_BAND]
@@ -100,10 +100,12 @@ def seam_flux_ratio(signal):
     return float(flux[seam].mean() / flux[~seam].mean())
 
 
-def measure(inp, out, rate, delay, praat_pitch):
-    """Envelope distance, clicks per minute in and out, and seam flux ratio out/in for one signal."""
-    inp = inp[:len(out)]
-    return {"lsd_db": envelope_distance(inp, out, rate, delay, praat_pitch),
+def measure(inp, out, rate, delay, pitch_in, pitch_out):
+    """Envelope distance, clicks per minute in and out, and seam flux ratio out/in for one signal.
+
+    inp is as long as out; pitch_in, pitch_out: Praat's (frame times, f0) of each.
+    """
+    return {"lsd_db": envelope_distance(inp, out, rate, delay, pitch_in, pitch_out),
             "clicks_in": clicks_per_minute(inp, rate), "clicks_out": clicks_per_minute(out, rate),
             "seam_flux": seam_flux_ratio(out) / seam_flux_ratio(inp)}
 

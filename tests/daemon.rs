@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::*;
 use rosc::OscType;
 
-/// Latency of the default model at 44.1 kHz (its `latency_samples` metadata).
 const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
 
