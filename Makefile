@@ -8,7 +8,7 @@ ORT_DIR := .ort
 ORT_LIB := $(ORT_DIR)/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := jackd2 libjack-jackd2-dev pkg-config pipewire-jack systemd espeak-ng
+APT_PACKAGES := jackd2 libjack-jackd2-dev pkg-config pipewire pipewire-jack systemd espeak-ng
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.

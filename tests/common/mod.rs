@@ -78,11 +78,41 @@ impl JackServer {
     }
 
     fn spawn(name: &str, mode: &[&str], rate: u32, period: u32) -> JackServer {
+        JackServer::spawn_driver(name, mode, &["dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
+    }
+
+    /// A netjack2 master: a dummy-backend server with JACK's `netmanager` loaded, announcing
+    /// itself on 127.0.0.1 at `port` (unique, so no other master on the machine answers).
+    pub fn start_net_master(rate: u32, period: u32, port: u16) -> JackServer {
+        let server = JackServer::start(rate, period);
+        let status = Command::new("jack_load")
+            .args(["netmanager", "-i", &format!("-a 127.0.0.1 -p {port}")])
+            .env("JACK_DEFAULT_SERVER", &server.name)
+            .env("JACK_NO_START_SERVER", "1")
+            .stdout(Stdio::null())
+            .status()
+            .expect("jack_load (apt install jackd2)");
+        assert!(status.success(), "jack_load netmanager failed on {}", server.name);
+        server
+    }
+
+    /// A netjack2 slave that joins the master at `port` as `net_name`, one audio channel each
+    /// way: its `system:capture_1` is the master's `<net_name>:to_slave_1`, its
+    /// `system:playback_1` the master's `<net_name>:from_slave_1`. It takes the master's rate
+    /// and period.
+    pub fn start_net_slave(net_name: &str, port: u16) -> JackServer {
+        let port = port.to_string();
+        let driver = ["net", "-a", "127.0.0.1", "-p", &port, "-n", net_name, "-C", "1", "-P", "1"];
+        JackServer::spawn_driver(&unique("at-slave"), &["--no-realtime"], &driver)
+    }
+
+    fn spawn_driver(name: &str, mode: &[&str], driver: &[&str]) -> JackServer {
         let name = name.to_owned();
         let child = Command::new("jackd")
             .args(["-n", &name])
             .args(mode)
-            .args(["-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
+            .arg("-d")
+            .args(driver)
             .env("JACK_DEFAULT_SERVER", &name)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -127,7 +157,7 @@ impl JackServer {
 /// Asks a child to stop with SIGTERM and waits; SIGKILL only if it does not stop within 10 s.
 /// jackd must stop this way: a killed jackd stays in JACK's server registry, which holds only
 /// a handful of servers, and later servers then fail to start.
-fn terminate(child: &mut Child) {
+pub fn terminate(child: &mut Child) {
     if child.try_wait().ok().flatten().is_some() {
         return;
     }
@@ -369,6 +399,33 @@ impl TestClient {
         schedule: Vec<(u64, [u8; 3])>,
         max_seconds: usize,
     ) -> TestClient {
+        let (client, [play, rec, midi_play, midi_rec]) = TestClient::activate(signal, looping, schedule, max_seconds);
+        let c = client.client.as_client();
+        c.connect_ports_by_name(&play, &format!("{target}:in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:out"), &rec).unwrap();
+        c.connect_ports_by_name(&midi_play, &format!("{target}:midi_in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:midi_out"), &midi_rec).unwrap();
+        client
+    }
+
+    /// Plays `signal` in a loop into the port `play_into` and records the port `record_from`
+    /// (any ports, e.g. a netjack2 master's `to_slave_1` / `from_slave_1`).
+    pub fn between(play_into: &str, record_from: &str, signal: Vec<f32>, max_seconds: usize) -> TestClient {
+        let (client, [play, rec, ..]) = TestClient::activate(signal, true, Vec::new(), max_seconds);
+        let c = client.client.as_client();
+        c.connect_ports_by_name(&play, play_into).unwrap();
+        c.connect_ports_by_name(record_from, &rec).unwrap();
+        client
+    }
+
+    /// An active client on the current server, connected to nothing; returns it and its
+    /// ports' full names: play, rec, midi_play, midi_rec.
+    fn activate(
+        signal: Vec<f32>,
+        looping: bool,
+        schedule: Vec<(u64, [u8; 3])>,
+        max_seconds: usize,
+    ) -> (TestClient, [String; 4]) {
         let name = unique("at-test");
         let server = current_server().clone();
         let client = autotuned::audio::jack::open_client(&name, &server).expect("test JACK client");
@@ -395,12 +452,7 @@ impl TestClient {
             midi_recorded: midi_producer,
         };
         let active = client.activate_async((), recorder).unwrap();
-        let c = active.as_client();
-        c.connect_ports_by_name(&ports[0], &format!("{target}:in")).unwrap();
-        c.connect_ports_by_name(&format!("{target}:out"), &ports[1]).unwrap();
-        c.connect_ports_by_name(&ports[2], &format!("{target}:midi_in")).unwrap();
-        c.connect_ports_by_name(&format!("{target}:midi_out"), &ports[3]).unwrap();
-        TestClient { client: active, rate, recorded, midi_recorded }
+        (TestClient { client: active, rate, recorded, midi_recorded }, ports)
     }
 
     /// Waits until `seconds` of audio more have been recorded, and returns everything so far.
