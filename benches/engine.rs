@@ -11,7 +11,7 @@ use autotuned::BLOCK;
 use autotuned::control::{Controls, Status};
 use autotuned::model::Runtime;
 use autotuned::osc::OscService;
-use autotuned::rt::{Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
+use autotuned::rt::{BlockReport, Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rosc::{OscMessage, OscPacket, OscType};
 use rtrb::RingBuffer;
@@ -39,7 +39,7 @@ fn processor(runtime: &Runtime, model: &Path) -> Processor {
     Processor::new(
         Some(Box::new(inference)),
         ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
-        Arc::new(SharedParams::new(Params::default())),
+        vec![Arc::new(SharedParams::new(Params::default()))],
         Arc::new(Meters::default()),
     )
 }
@@ -85,21 +85,23 @@ fn engine(c: &mut Criterion) {
     let mut out = vec![0.0f32; BLOCK];
 
     let (mut inference, _) = runtime.load(default_model, None).unwrap();
-    let controls = ModelControls::default();
+    let controls = [ModelControls::default()];
+    let mut reports = [Ok(BlockReport::default())];
+    let mut twin_reports = [Ok(BlockReport::default())];
     // `cargo test --all-targets` runs this file once as a smoke test: no percentile runs then.
     if std::env::args().any(|arg| arg == "--bench") {
         let (mut twin, _) = runtime.load(default_model, None).unwrap();
         let mut twin_out = vec![0.0f32; BLOCK];
         let period = Duration::from_micros(11_000);
         let mut run = |block: usize| {
-            black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
+            black_box(inference.run(block_of(&signal, block), &controls, &mut out, &mut reports)).ok();
         };
         report_percentiles("ort_run/default_model", time_blocks(5000, Duration::ZERO, |_| {}, &mut run));
         report_percentiles("ort_run/default_model_once_per_period", time_blocks(500, period, |_| {}, &mut run));
         // A second session of the same model runs first: ONNX Runtime's code is then warm and only
         // this session's data is cold, which splits the penalty of the idle period in two.
         let mut warm_code = |block: usize| {
-            black_box(twin.run(block_of(&signal, block), &controls, &mut twin_out)).ok();
+            black_box(twin.run(block_of(&signal, block), &controls, &mut twin_out, &mut twin_reports)).ok();
         };
         report_percentiles(
             "ort_run/default_model_once_per_period_code_warm",
@@ -110,7 +112,7 @@ fn engine(c: &mut Criterion) {
     c.bench_function("ort_run/default_model", |b| {
         b.iter(|| {
             block += 1;
-            black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
+            black_box(inference.run(block_of(&signal, block), &controls, &mut out, &mut reports)).ok();
         })
     });
 
@@ -123,7 +125,7 @@ fn engine(c: &mut Criterion) {
                 std::thread::sleep(Duration::from_micros(11_000));
                 block += 1;
                 let began = Instant::now();
-                black_box(inference.run(block_of(&signal, block), &controls, &mut out)).ok();
+                black_box(inference.run(block_of(&signal, block), &controls, &mut out, &mut reports)).ok();
                 spent += began.elapsed();
             }
             spent
@@ -138,7 +140,7 @@ fn engine(c: &mut Criterion) {
         c.bench_function(&format!("processor/{name}"), |b| {
             b.iter(|| {
                 block += 1;
-                p.process(black_box(block_of(&signal, block)), &mut out, None);
+                p.process(black_box(block_of(&signal, block)), &mut out, &[None]);
             })
         });
     }
@@ -148,7 +150,7 @@ fn engine(c: &mut Criterion) {
     let settings = autotuned::settings::Settings::default();
     let mut service = OscService::new(
         &settings,
-        Arc::new(Controls::new(settings.params)),
+        Arc::new(Controls::new(vec![settings.params])),
         Arc::new(Status::default()),
         Arc::new(Meters::default()),
         tx,

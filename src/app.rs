@@ -137,11 +137,13 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     // The configured model must exist and meet the contract; which rate it serves is only
     // known once a server answers (another model in the directory may serve that rate).
     let configured = settings.model_path();
-    let (_, contract) = runtime.load(&configured, None).context("the configured model (model.dir / model.file)")?;
+    let voices = settings.jack.voices;
+    let (_, contract) =
+        runtime.load_voices(&configured, None, voices).context("the configured model (model.dir / model.file)")?;
     log::info!("model {}: {} {}, {} Hz", configured.display(), contract.name, contract.version, contract.sample_rate);
     let status = Arc::new(Status::default());
-    let meters = Arc::new(Meters::default());
-    let controls = Arc::new(Controls::new(settings.params));
+    let meters = Arc::new(Meters::new(voices));
+    let controls = Arc::new(Controls::new(settings.voice_params()));
 
     let (request_tx, requests) = mpsc::channel();
     let (answers, answer_rx) = mpsc::channel();
@@ -282,8 +284,13 @@ impl Supervisor<'_> {
             Arc::clone(&self.meters),
         );
         self.rings = Some(Rings { commands, retired, events });
-        let parts =
-            NodeParts { processor, model_rate, status: Arc::clone(&self.status), meters: Arc::clone(&self.meters) };
+        let parts = NodeParts {
+            processor,
+            model_rate,
+            midi_channels: self.settings.midi_channels,
+            status: Arc::clone(&self.status),
+            meters: Arc::clone(&self.meters),
+        };
         let (jack, failed) = client.activate(&self.settings.jack, parts).context("starting the JACK node")?;
         for f in failed {
             log::warn!("JACK connection failed: {f}");
@@ -388,7 +395,8 @@ impl Supervisor<'_> {
             None => self.settings.model_path(),
             Some(name) => model_in_dir(&self.settings.model.dir, name).map_err(|e| format!("model refused: {e}"))?,
         };
-        let first = match self.runtime.load(&path, Some(self.server_rate)) {
+        let voices = self.controls.voices();
+        let first = match self.runtime.load_voices(&path, Some(self.server_rate), voices) {
             Ok(loaded) => return Ok((self.take(&path, loaded), None)),
             Err(e) => e,
         };
@@ -398,7 +406,7 @@ impl Supervisor<'_> {
                 if other == path {
                     continue;
                 }
-                if let Ok(loaded) = self.runtime.load(&other, Some(self.server_rate)) {
+                if let Ok(loaded) = self.runtime.load_voices(&other, Some(self.server_rate), voices) {
                     let reason = format!("{first}; using {} instead", other.display());
                     return Ok((self.take(&other, loaded), Some(reason)));
                 }

@@ -21,39 +21,57 @@ pub fn apply(p: &mut Params, id: Id, value: f32) {
     }
 }
 
-/// Serialises writers of [`SharedParams`] and keeps the master copy.
+/// Serialises writers of every voice's [`SharedParams`] and keeps the master copies.
 #[derive(Debug)]
 pub struct Controls {
-    shared: Arc<SharedParams>,
-    master: Mutex<Params>,
+    shared: Box<[Arc<SharedParams>]>,
+    masters: Mutex<Vec<Params>>,
 }
 
 impl Controls {
-    pub fn new(initial: Params) -> Controls {
-        Controls { shared: Arc::new(SharedParams::new(initial)), master: Mutex::new(initial) }
+    /// One voice per entry of `initial` (at least one).
+    pub fn new(initial: Vec<Params>) -> Controls {
+        let initial = if initial.is_empty() { vec![Params::default()] } else { initial };
+        let shared = initial.iter().map(|p| Arc::new(SharedParams::new(*p))).collect();
+        Controls { shared, masters: Mutex::new(initial) }
     }
 
-    /// The RT side's handle.
-    pub fn shared(&self) -> Arc<SharedParams> {
-        Arc::clone(&self.shared)
+    pub fn voices(&self) -> usize {
+        self.shared.len()
     }
 
+    /// The RT side's handles, one per voice.
+    pub fn shared(&self) -> Vec<Arc<SharedParams>> {
+        self.shared.to_vec()
+    }
+
+    /// Voice 1's values: what the unprefixed addresses show.
     pub fn get(&self) -> Params {
-        *self.lock()
+        self.lock()[0]
     }
 
-    /// Applies `change` to the current values and publishes the result in one store, so every
-    /// change made inside lands in the same block.
-    pub fn update<R>(&self, change: impl FnOnce(&mut Params) -> R) -> R {
-        let mut master = self.lock();
-        let result = change(&mut master);
-        self.shared.store(&master);
+    /// Every voice's values, voice 1 first.
+    pub fn all(&self) -> Vec<Params> {
+        self.lock().clone()
+    }
+
+    /// Applies `change` to the current values of every voice and publishes each voice that
+    /// changed in one store, so every change made inside lands in the same block.
+    pub fn update<R>(&self, change: impl FnOnce(&mut [Params]) -> R) -> R {
+        let mut masters = self.lock();
+        let before = masters.clone();
+        let result = change(&mut masters);
+        for ((shared, now), was) in self.shared.iter().zip(masters.iter()).zip(&before) {
+            if now != was {
+                shared.store(now);
+            }
+        }
         result
     }
 
-    fn lock(&self) -> MutexGuard<'_, Params> {
-        // A panic while holding the lock leaves a whole set behind; it is still usable.
-        self.master.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Vec<Params>> {
+        // A panic while holding the lock leaves whole sets behind; they are still usable.
+        self.masters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -14,7 +14,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use crate::BLOCK;
 use crate::parameters::{Id, Kind, TABLE, by_model_input};
-use crate::rt::inference::{Controls, Inference, InferenceError, Slots};
+use crate::rt::inference::{BlockReport, Controls, Inference, InferenceError, Slots};
 use crate::rt::processor::MAX_LATENCY;
 
 /// The ONNX Runtime wheel the daemon is built and tested against: `onnxruntime==X.Y.Z` in
@@ -68,6 +68,11 @@ pub enum ModelError {
     Metadata { path: PathBuf, key: &'static str, value: String, reason: String },
     #[error("{path}: {source}")]
     Allocate { path: PathBuf, source: InferenceError },
+    #[error(
+        "{path}: the model has no voice axis (its first axis is a fixed 1), so it serves one voice; \
+         [jack] voices = {voices} needs a model whose tensors lead with a dynamic `voices` axis"
+    )]
+    Unbatched { path: PathBuf, voices: usize },
     #[error("{path}: warm-up run failed: {reason}")]
     WarmUp { path: PathBuf, reason: String },
 }
@@ -178,6 +183,10 @@ pub struct Contract {
     pub version: String,
     pub sample_rate: u32,
     pub latency_samples: usize,
+    /// Voices the shapes below are resolved for (the first axis of every tensor).
+    pub voices: usize,
+    /// Whether that axis is dynamic, so the model can serve any number of voices.
+    pub batched: bool,
     /// (name, shape) of every input autotuned feeds, in feeding order.
     pub inputs: Vec<(String, Vec<usize>)>,
     /// (name, shape) of every output autotuned reads.
@@ -216,6 +225,8 @@ impl fmt::Display for Contract {
         }
         let (has, lacks) = self.features();
         writeln!(f, "state pairs  {}", self.slots.state.len())?;
+        let voices = if self.batched { "any number (a dynamic voice axis)" } else { "1 (no voice axis)" };
+        writeln!(f, "voices       {voices}")?;
         writeln!(f, "features     {}", if has.is_empty() { "base contract only".to_owned() } else { has.join(", ") })?;
         write!(f, "unavailable  {}", if lacks.is_empty() { "none".to_owned() } else { lacks.join(", ") })
     }
@@ -233,10 +244,21 @@ impl Runtime {
         build_session(&self.environment, &bytes).map_err(|source| ModelError::Load { path: path.to_owned(), source })
     }
 
-    /// Loads, validates and warms up a model for `sample_rate`; ready for the RT thread.
+    /// Loads, validates and warms up a model for `sample_rate` and one voice; ready for the RT
+    /// thread.
     pub fn load(&self, path: &Path, sample_rate: Option<u32>) -> Result<(Inference, Contract), ModelError> {
+        self.load_voices(path, sample_rate, 1)
+    }
+
+    /// [`Runtime::load`] with every tensor sized for `voices` voices, run together.
+    pub fn load_voices(
+        &self,
+        path: &Path,
+        sample_rate: Option<u32>,
+        voices: usize,
+    ) -> Result<(Inference, Contract), ModelError> {
         let session = self.session(path)?;
-        let contract = validate(path, &session)?;
+        let contract = validate(path, &session, voices)?;
         if let Some(rate) = sample_rate.filter(|r| *r != contract.sample_rate) {
             return Err(ModelError::Metadata {
                 path: path.to_owned(),
@@ -247,6 +269,7 @@ impl Runtime {
         }
         let mut inference = Inference::new(
             session,
+            contract.voices,
             &contract.inputs,
             &contract.outputs,
             contract.slots.clone(),
@@ -272,24 +295,30 @@ fn build_session(environment: &Environment, bytes: &[u8]) -> ort::Result<Session
         .commit_from_memory(bytes)
 }
 
-/// Runs a voiced tone through the model so first-run costs are paid off the RT thread, then
-/// resets its state.
+/// Runs a voiced tone through every voice of the model so first-run costs are paid off the RT
+/// thread, then resets its state.
 fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
-    let controls = Controls::default();
-    let mut input = vec![0.0f32; BLOCK];
-    let mut out = vec![0.0f32; BLOCK];
+    let voices = inference.voices();
+    let controls = vec![Controls::default(); voices];
+    let mut reports = vec![Ok(BlockReport::default()); voices];
+    let mut input = vec![0.0f32; voices * BLOCK];
+    let mut out = vec![0.0f32; voices * BLOCK];
     for block in 0..WARM_UP_BLOCKS {
         for (i, x) in input.iter_mut().enumerate() {
-            let t = (block * BLOCK + i) as f32 / sample_rate as f32;
+            let t = (block * BLOCK + i % BLOCK) as f32 / sample_rate as f32;
             *x = 0.3 * (std::f32::consts::TAU * 196.0 * t).sin();
         }
-        inference.run(&input, &controls, &mut out).map_err(|kind| format!("{kind:?}"))?;
+        inference.run(&input, &controls, &mut out, &mut reports).map_err(|kind| format!("{kind:?}"))?;
+        if let Some(Err(kind)) = reports.iter().find(|r| r.is_err()) {
+            return Err(format!("{kind:?}"));
+        }
     }
     inference.reset_state();
     Ok(())
 }
 
-fn tensor_shape(path: &Path, name: &str, dtype: &ValueType) -> Result<Vec<usize>, ModelError> {
+/// A tensor's shape with a dynamic first axis resolved to `voices`, and whether it was dynamic.
+fn tensor_shape(path: &Path, name: &str, dtype: &ValueType, voices: usize) -> Result<(Vec<usize>, bool), ModelError> {
     let err = |expected: &str, found: String| ModelError::Tensor {
         path: path.to_owned(),
         name: name.to_owned(),
@@ -302,16 +331,17 @@ fn tensor_shape(path: &Path, name: &str, dtype: &ValueType) -> Result<Vec<usize>
     if *ty != TensorElementType::Float32 {
         return Err(err("f32", format!("{ty:?}")));
     }
-    shape
+    let resolved = shape
         .iter()
         .enumerate()
         .map(|(axis, &d)| match d {
             d if d > 0 => Ok(d as usize),
-            // A dynamic batch axis is served as 1; any other dynamic axis is not servable.
-            _ if axis == 0 => Ok(1),
-            _ => Err(err("static dimensions (only the batch axis may be dynamic)", format!("{shape:?}"))),
+            // Any other dynamic axis is not servable.
+            _ if axis == 0 => Ok(voices),
+            _ => Err(err("static dimensions (only the voice axis may be dynamic)", format!("{shape:?}"))),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((resolved, shape.first().is_some_and(|d| *d <= 0)))
 }
 
 fn expect_shape(path: &Path, name: &str, shape: &[usize], expected: &[usize]) -> Result<(), ModelError> {
@@ -343,8 +373,8 @@ fn metadata_number<T: std::str::FromStr>(
     }
 }
 
-/// Checks a session against the contract (see README "Model contract").
-pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> {
+/// Checks a session against the contract (see README "Model contract") for `voices` voices.
+pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contract, ModelError> {
     let meta: BTreeMap<String, String> = session
         .metadata()
         .ok()
@@ -386,7 +416,7 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
 
     let mut outputs_by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for o in session.outputs() {
-        if let Ok(shape) = tensor_shape(path, o.name(), o.dtype()) {
+        if let Ok((shape, _)) = tensor_shape(path, o.name(), o.dtype(), voices) {
             outputs_by_name.insert(o.name().to_owned(), shape);
         }
     }
@@ -399,8 +429,10 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
 
     let mut inputs = Vec::new();
     let mut roles = Vec::new();
+    let mut batched = true;
     for (name, dtype) in &declared {
-        let shape = tensor_shape(path, name, dtype)?;
+        let (shape, dynamic) = tensor_shape(path, name, dtype, voices)?;
+        batched &= dynamic;
         let role = match (name.as_str(), by_model_input(name)) {
             ("audio_buffer", _) => InputRole::Audio,
             ("target_pitch", _) => InputRole::Target,
@@ -409,22 +441,25 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
             _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
             _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
         };
+        if voices > 1 && !dynamic {
+            return Err(ModelError::Unbatched { path: path.to_owned(), voices });
+        }
         match role {
-            InputRole::Audio => expect_shape(path, name, &shape, &[1, BLOCK])?,
+            InputRole::Audio => expect_shape(path, name, &shape, &[voices, BLOCK])?,
             InputRole::Parameter(id) if matches!(id.row().kind, Kind::Mask) => {
-                expect_shape(path, name, &shape, &[1, 12])?
+                expect_shape(path, name, &shape, &[voices, 12])?
             }
             InputRole::State => expect_shape(path, name, &shape, &outputs_by_name[&format!("{name}_out")])?,
-            _ => expect_shape(path, name, &shape, &[1, 1])?,
+            _ => expect_shape(path, name, &shape, &[voices, 1])?,
         }
         inputs.push((name.clone(), shape));
         roles.push(role);
     }
     let find = |role: InputRole| roles.iter().position(|r| *r == role);
     let missing_input = |name, what| ModelError::Missing { path: path.to_owned(), kind: "input", name, what };
-    let audio = find(InputRole::Audio).ok_or_else(|| missing_input("audio_buffer", "f32 [1, 512] audio block"))?;
-    let target = find(InputRole::Target).ok_or_else(|| missing_input("target_pitch", "f32 [1, 1] Hz, <= 0 = auto"))?;
-    let strength = find(InputRole::Strength).ok_or_else(|| missing_input("correction_strength", "f32 [1, 1] 0..1"))?;
+    let audio = find(InputRole::Audio).ok_or_else(|| missing_input("audio_buffer", "f32 [N, 512] audio block"))?;
+    let target = find(InputRole::Target).ok_or_else(|| missing_input("target_pitch", "f32 [N, 1] Hz, <= 0 = auto"))?;
+    let strength = find(InputRole::Strength).ok_or_else(|| missing_input("correction_strength", "f32 [N, 1] 0..1"))?;
 
     let mut outputs: Vec<(String, Vec<usize>)> = Vec::new();
     let mut take_output = |name: &str, expected: &[usize]| -> Result<Option<usize>, ModelError> {
@@ -434,12 +469,12 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
         Ok(Some(outputs.len() - 1))
     };
     let missing_output = |name, what| ModelError::Missing { path: path.to_owned(), kind: "output", name, what };
-    let corrected = take_output("corrected_audio", &[1, BLOCK])?
-        .ok_or_else(|| missing_output("corrected_audio", "f32 [1, 512]"))?;
+    let corrected = take_output("corrected_audio", &[voices, BLOCK])?
+        .ok_or_else(|| missing_output("corrected_audio", "f32 [N, 512]"))?;
     let confidence =
-        take_output("confidence", &[1, 1])?.ok_or_else(|| missing_output("confidence", "f32 [1, 1] 0..1"))?;
-    let detected = take_output("detected_pitch", &[1, 1])?;
-    let applied_target = take_output("applied_target_hz", &[1, 1])?;
+        take_output("confidence", &[voices, 1])?.ok_or_else(|| missing_output("confidence", "f32 [N, 1] 0..1"))?;
+    let detected = take_output("detected_pitch", &[voices, 1])?;
+    let applied_target = take_output("applied_target_hz", &[voices, 1])?;
     let mut state = Vec::new();
     for (index, (name, shape)) in inputs.iter().enumerate() {
         if roles[index] == InputRole::State {
@@ -467,5 +502,5 @@ pub fn validate(path: &Path, session: &Session) -> Result<Contract, ModelError> 
     };
     let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));
     let version = meta.get("version").cloned().unwrap_or_else(|| "unversioned".into());
-    Ok(Contract { name, version, sample_rate, latency_samples, inputs, outputs, slots })
+    Ok(Contract { name, version, sample_rate, latency_samples, voices, batched, inputs, outputs, slots })
 }

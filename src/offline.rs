@@ -23,7 +23,7 @@ fn processor(inference: Inference, params: Params, meters: &Arc<Meters>) -> Proc
     Processor::new(
         Some(Box::new(inference)),
         ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
-        Arc::new(SharedParams::new(params)),
+        vec![Arc::new(SharedParams::new(params))],
         Arc::clone(meters),
     )
 }
@@ -41,7 +41,8 @@ fn run(processor: &mut Processor, samples: &[f32], bar: &ProgressBar) -> (Vec<f3
         let start = (b * BLOCK).min(samples.len());
         let end = ((b + 1) * BLOCK).min(samples.len());
         block_in[..end - start].copy_from_slice(&samples[start..end]);
-        reports.push(processor.process(&block_in, &mut block_out, None));
+        processor.process(&block_in, &mut block_out, &[None]);
+        reports.push(processor.reports()[0]);
         out.extend_from_slice(&block_out);
         bar.inc(1);
     }

@@ -206,9 +206,27 @@ fn note_class(path: &str) -> Option<u8> {
     path.strip_prefix("/notes/")?.parse::<u8>().ok().filter(|c| *c < 12)
 }
 
-/// Addresses (below the root) that change parameters; the rest are services.
+/// `/voice/K/rest` → (Some(K), "/rest"); any other path → (None, path). K is as written
+/// (1-based, not range-checked).
+fn voice_path(path: &str) -> (Option<usize>, &str) {
+    let Some(rest) = path.strip_prefix("/voice/") else { return (None, path) };
+    let (number, inner) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    match number.parse::<usize>() {
+        Ok(k) if !inner.is_empty() => (Some(k), inner),
+        _ => (None, path),
+    }
+}
+
+/// Addresses (below the root, and below `/voice/K`) that change parameters; the rest are
+/// services.
 fn is_parameter(path: &str) -> bool {
+    let (_, path) = voice_path(path);
     by_address(path).is_some() || [TARGET_NOTE, TARGET_RELEASE, PRESET].contains(&path) || note_class(path).is_some()
+}
+
+/// The prefix of voice `index`'s (0-based) own addresses.
+fn voice_prefix(index: usize) -> String {
+    format!("/voice/{}", index + 1)
 }
 
 /// The OSC arguments a parameter's value is sent as.
@@ -302,9 +320,9 @@ impl OscService {
         flatten(packet, &mut messages);
         let (parameters, services): (Vec<OscMessage>, Vec<OscMessage>) =
             messages.into_iter().partition(|m| self.path(&m.addr).is_some_and(is_parameter));
-        let mut outcomes: Vec<(String, Outcome)> = self
-            .controls
-            .update(|p| parameters.into_iter().map(|m| (m.addr.clone(), self.apply_parameter(p, &m))).collect());
+        let mut outcomes: Vec<(String, Outcome)> = self.controls.update(|voices| {
+            parameters.into_iter().map(|m| (m.addr.clone(), self.apply_to_voices(voices, &m))).collect()
+        });
         for m in services {
             let addr = m.addr.clone();
             let outcome = self.apply_service(m, from);
@@ -342,7 +360,7 @@ impl OscService {
                 }
             }
         }
-        let current = self.parameter_messages(&self.controls.get());
+        let current = self.every_parameter_message();
         let changed: Vec<OscMessage> = current.iter().filter(|m| !self.last_sent.contains(m)).cloned().collect();
         self.last_sent = current;
         let meters = self.meter_messages();
@@ -385,33 +403,48 @@ impl OscService {
         OscMessage { addr: format!("{}{path}", self.root), args }
     }
 
-    /// The message that sets the parameter (or view) at `path` to its current value.
-    fn value_message(&self, p: &Params, path: &str) -> Option<OscMessage> {
+    /// The message that sets the parameter (or view) at `path` to its current value in `p`,
+    /// addressed below `prefix` (empty, or a voice's `/voice/K`).
+    fn value_message(&self, p: &Params, prefix: &str, path: &str) -> Option<OscMessage> {
+        let at = |args| Some(self.message(&format!("{prefix}{path}"), args));
         if let Some(id) = by_address(path) {
-            return Some(self.message(path, value_args(id, p.get(id))));
+            return at(value_args(id, p.get(id)));
         }
         if path == TARGET_NOTE {
             let note = hz_note(p.get(TARGET_HZ), p.get(TUNING_HZ));
-            return Some(self.message(path, vec![OscType::Float(note)]));
+            return at(vec![OscType::Float(note)]);
         }
         let class = note_class(path)?;
-        Some(self.message(path, vec![OscType::Float(f32::from(p.scale_mask() >> class & 1))]))
+        at(vec![OscType::Float(f32::from(p.scale_mask() >> class & 1))])
     }
 
-    /// Every parameter as the message that sets it: the feedback and `/dump` format.
-    fn parameter_messages(&self, p: &Params) -> Vec<OscMessage> {
+    /// Every parameter of `p` as the message that sets it, below `prefix`.
+    fn parameter_messages(&self, p: &Params, prefix: &str) -> Vec<OscMessage> {
         let views = std::iter::once(TARGET_NOTE.to_owned()).chain((0..12).map(|c| format!("/notes/{c}")));
         ids()
             .map(|id| id.row().address.to_owned())
             .chain(views)
-            .filter_map(|path| self.value_message(p, &path))
+            .filter_map(|path| self.value_message(p, prefix, &path))
             .collect()
     }
 
-    fn meter_messages(&self) -> Vec<OscPacket> {
-        let m = &self.meters;
+    /// The feedback and `/dump` format: voice 1's values at the plain addresses, and with more
+    /// than one voice every voice's at its `/voice/K` addresses too.
+    fn every_parameter_message(&self) -> Vec<OscMessage> {
+        let voices = self.controls.all();
+        let mut messages = self.parameter_messages(&voices[0], "");
+        if voices.len() > 1 {
+            for (k, p) in voices.iter().enumerate() {
+                messages.extend(self.parameter_messages(p, &voice_prefix(k)));
+            }
+        }
+        messages
+    }
+
+    /// Voice `index`'s meters below `prefix`.
+    fn voice_meter_messages(&self, index: usize, tuning: f32, prefix: &str) -> Vec<OscPacket> {
+        let m = self.meters.voice(index);
         let (pitch, target) = (m.detected_hz(), m.target_hz());
-        let tuning = self.controls.get().get(TUNING_HZ);
         let note = if pitch > 0.0 { hz_note(pitch, tuning) } else { 0.0 };
         let cents = if pitch > 0.0 && target > 0.0 { 1200.0 * (pitch / target).log2() } else { 0.0 };
         [
@@ -422,20 +455,57 @@ impl OscService {
             ("/meter/target", target),
         ]
         .into_iter()
-        .map(|(path, v)| OscPacket::Message(self.message(path, vec![OscType::Float(v)])))
+        .map(|(path, v)| OscPacket::Message(self.message(&format!("{prefix}{path}"), vec![OscType::Float(v)])))
         .collect()
     }
 
-    /// Applies one parameter message to `p` (the working copy published after the packet).
-    fn apply_parameter(&self, p: &mut Params, m: &OscMessage) -> Outcome {
-        let path = self.path(&m.addr).unwrap_or_default();
-        if m.args.is_empty() && path != TARGET_RELEASE {
-            if path == PRESET {
-                let names = self.presets.0.keys().map(|n| OscType::String(n.clone())).collect();
-                return Outcome::Reply(vec![self.message(PRESET, names)]);
+    /// Voice 1's meters at the plain addresses, and with more than one voice every voice's at
+    /// `/voice/K/meter/…`.
+    fn meter_messages(&self) -> Vec<OscPacket> {
+        let voices = self.controls.all();
+        let mut packets = self.voice_meter_messages(0, voices[0].get(TUNING_HZ), "");
+        if voices.len() > 1 {
+            for (k, p) in voices.iter().enumerate() {
+                packets.extend(self.voice_meter_messages(k, p.get(TUNING_HZ), &voice_prefix(k)));
             }
-            return Outcome::Reply(self.value_message(p, path).into_iter().collect());
         }
+        packets
+    }
+
+    /// Applies one parameter message to the voices it addresses: every voice at a plain
+    /// address, voice K at `/voice/K/…`. A query answers with voice 1's value (or voice K's).
+    fn apply_to_voices(&self, voices: &mut [Params], m: &OscMessage) -> Outcome {
+        let path = self.path(&m.addr).unwrap_or_default();
+        let (voice, inner) = voice_path(path);
+        let targets = match voice {
+            None => 0..voices.len(),
+            Some(k) if (1..=voices.len()).contains(&k) => k - 1..k,
+            Some(k) => {
+                let known = if voices.len() == 1 { "1".to_owned() } else { format!("1..={}", voices.len()) };
+                return Outcome::Error(ErrorCode::UnknownAddress, format!("there is no voice {k}; voices are {known}"));
+            }
+        };
+        if m.args.is_empty() && inner != TARGET_RELEASE {
+            let prefix = voice.map_or_else(String::new, |k| voice_prefix(k - 1));
+            if inner == PRESET {
+                let names = self.presets.0.keys().map(|n| OscType::String(n.clone())).collect();
+                return Outcome::Reply(vec![self.message(&format!("{prefix}{PRESET}"), names)]);
+            }
+            return Outcome::Reply(self.value_message(&voices[targets.start], &prefix, inner).into_iter().collect());
+        }
+        let mut outcome = Outcome::Changed;
+        for p in &mut voices[targets] {
+            outcome = self.apply_parameter(p, inner, m);
+            if !matches!(outcome, Outcome::Changed) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    /// Applies one parameter message, addressed at `path` below the root and any voice
+    /// prefix, to `p` (a working copy published after the packet).
+    fn apply_parameter(&self, p: &mut Params, path: &str, m: &OscMessage) -> Outcome {
         let set = |p: &mut Params, id: Id, value: Result<f32, Outcome>| match value {
             Ok(v) => {
                 apply(p, id, v);
@@ -491,7 +561,13 @@ impl OscService {
         match path {
             "/ping" => Outcome::Reply(vec![self.message("/pong", m.args)]),
             "/status" => Outcome::Reply(vec![self.message("/status.reply", self.status_args())]),
-            "/dump" => Outcome::Reply(self.parameter_messages(&self.controls.get())),
+            "/dump" => Outcome::Reply(self.every_parameter_message()),
+            dump if voice_path(dump).1 == "/dump" => match voice_path(dump).0 {
+                Some(k) if (1..=self.controls.voices()).contains(&k) => {
+                    Outcome::Reply(self.parameter_messages(&self.controls.all()[k - 1], &voice_prefix(k - 1)))
+                }
+                _ => Outcome::Error(ErrorCode::UnknownAddress, "no such voice".into()),
+            },
             "/subscribe" => self.subscribe(&m, from),
             "/unsubscribe" => {
                 let to = self.reply_to(from);
@@ -512,7 +588,7 @@ impl OscService {
                     Err(_) => bad("the supervisor is shutting down"),
                 }
             }
-            meter if meter.starts_with("/meter/") && m.args.is_empty() => {
+            meter if voice_path(meter).1.starts_with("/meter/") && m.args.is_empty() => {
                 let all = self.meter_messages();
                 let found = all.into_iter().find_map(|p| match p {
                     OscPacket::Message(reply) if reply.addr == m.addr => Some(reply),
@@ -559,7 +635,7 @@ impl OscService {
             }
             None => self.subscribers.push(Subscriber { addr, period, expires: now + LEASE, next_meter: now }),
         }
-        Outcome::Reply(self.parameter_messages(&self.controls.get()))
+        Outcome::Reply(self.every_parameter_message())
     }
 
     fn status_args(&self) -> Vec<OscType> {
@@ -580,6 +656,7 @@ impl OscService {
             OscType::Float(callbacks.p99_us),
             OscType::Float(callbacks.max_us),
             OscType::Long(callbacks.count as i64),
+            OscType::Int(self.controls.voices() as i32),
         ]
     }
 }

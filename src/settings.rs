@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::control::apply;
 use crate::parameters::{Id, KEY, TABLE, by_preset_key, by_setting, sections};
-use crate::rt::{Mode, Params};
+use crate::rt::{MidiChannels, Mode, Params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -64,6 +64,8 @@ impl fmt::Display for Raw {
     }
 }
 
+/// Most voices one node runs.
+pub const MAX_VOICES: usize = 64;
 /// Sections whose keys are typed fields here rather than parameter-table rows.
 const TYPED_SECTIONS: [&str; 4] = ["jack", "model", "osc", "log"];
 /// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
@@ -77,6 +79,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// The start-up value of every parameter ([tuning] and [midi]).
     pub params: Params,
+    /// Per voice (1-based): the `[voice.K]` values that replace `params` for voice K.
+    pub voice_overrides: BTreeMap<usize, Vec<(Id, f32)>>,
+    /// Which MIDI channels drive which voice (`[midi] channels`).
+    pub midi_channels: MidiChannels,
     /// Named parameter sets, recalled with `/autotune/preset s name`.
     pub presets: Presets,
     /// What loading ignored (e.g. `AUTOTUNED_*` variables that are not settings), to log once
@@ -95,6 +101,8 @@ impl Default for Settings {
             osc: OscSettings::default(),
             log: LogSettings::default(),
             params,
+            voice_overrides: BTreeMap::new(),
+            midi_channels: MidiChannels::Omni,
             presets: Presets::default(),
             warnings: Vec::new(),
         }
@@ -121,6 +129,8 @@ pub struct JackSettings {
     pub connect_inputs: Vec<String>,
     /// Ports `<client>:out` is connected to after activation.
     pub connect_outputs: Vec<String>,
+    /// Voices the node corrects, each with its own ports, in one model run per block.
+    pub voices: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -160,6 +170,7 @@ impl Default for JackSettings {
             server_name: String::new(),
             connect_inputs: vec![],
             connect_outputs: vec![],
+            voices: 1,
         }
     }
 }
@@ -288,9 +299,17 @@ impl Layers {
 fn known_sections() -> Vec<&'static str> {
     let mut known: Vec<&str> = TYPED_SECTIONS.to_vec();
     known.extend(sections());
-    known.push("presets");
+    known.extend(["presets", "voice"]);
     known
 }
+
+/// The parameter a `[voice.K]` key names: a `[tuning]` or `[midi]` setting's key.
+fn by_voice_key(field: &str) -> Option<Id> {
+    sections().into_iter().find_map(|section| by_setting(&format!("{section}.{field}")))
+}
+
+/// `[midi] channels`: not a parameter, it decides which voice each MIDI channel drives.
+const MIDI_CHANNELS: &str = "midi.channels";
 
 fn list(text: &str) -> Raw {
     Raw::List(text.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect())
@@ -368,10 +387,28 @@ impl Settings {
         let mut params = defaults.params;
         let mut presets = defaults.presets.0;
         let mut user_presets: BTreeMap<String, Preset> = BTreeMap::new();
+        let mut voice_overrides: BTreeMap<usize, Vec<(Id, f32)>> = BTreeMap::new();
+        let mut midi_channels = MidiChannels::Omni;
         let mut typed_values = Vec::new();
         for (key, (raw, origin)) in &layers.values {
             let (section, rest) = key.split_once('.').unwrap_or((key, ""));
-            if TYPED_SECTIONS.contains(&section) {
+            if key == MIDI_CHANNELS {
+                midi_channels = match raw {
+                    Raw::Text(t) if t == "omni" => MidiChannels::Omni,
+                    Raw::Text(t) if t == "per_voice" => MidiChannels::PerVoice,
+                    _ => return Err(invalid(origin, key, raw, "must be \"omni\" or \"per_voice\"")),
+                };
+            } else if section == "voice" {
+                let (voice, field) = rest.split_once('.').unwrap_or((rest, ""));
+                let voice = voice.parse::<usize>().ok().filter(|k| (1..=MAX_VOICES).contains(k)).ok_or_else(|| {
+                    invalid(origin, key, raw, format!("voice tables are [voice.1] … [voice.{MAX_VOICES}]"))
+                })?;
+                let id = by_voice_key(field).ok_or_else(|| {
+                    invalid(origin, key, raw, "not a parameter; [voice.K] takes the keys of [tuning] and [midi]")
+                })?;
+                let value = parse_row(id, key, raw, origin)?;
+                voice_overrides.entry(voice).or_default().push((id, value));
+            } else if TYPED_SECTIONS.contains(&section) {
                 // One key at a time, so an error is pinned on the layer that gave it.
                 typed(&[(key, raw)]).map_err(|e| invalid(origin, key, raw, e.to_string()))?;
                 typed_values.push((key.as_str(), raw));
@@ -406,6 +443,9 @@ impl Settings {
             preset.0.sort_by_key(|(id, _)| *id);
         }
         presets.extend(user_presets);
+        for overrides in voice_overrides.values_mut() {
+            overrides.sort_by_key(|(id, _)| *id);
+        }
         let typed = typed(&typed_values).map_err(|e| SettingsError::Parse(e.to_string()))?;
         let mut settings = Settings {
             jack: typed.jack,
@@ -413,6 +453,8 @@ impl Settings {
             osc: typed.osc,
             log: typed.log,
             params,
+            voice_overrides,
+            midi_channels,
             presets: Presets(presets),
             warnings: layers.warnings,
         };
@@ -439,6 +481,13 @@ impl Settings {
         if self.jack.client_name.is_empty() || self.jack.client_name.len() > 63 {
             return fail("jack.client_name", &self.jack.client_name, "must be 1..=63 characters");
         }
+        if !(1..=MAX_VOICES).contains(&self.jack.voices) {
+            return fail("jack.voices", &self.jack.voices, &format!("must be in 1..={MAX_VOICES}"));
+        }
+        if let Some(voice) = self.voice_overrides.keys().find(|k| **k > self.jack.voices) {
+            let key = format!("voice.{voice}");
+            return fail(&key, voice, &format!("there is no voice {voice}: [jack] voices is {}", self.jack.voices));
+        }
         if self.model.file.is_empty() || Path::new(&self.model.file).components().count() != 1 {
             return fail("model.file", &self.model.file, "must be a file name inside model.dir");
         }
@@ -464,6 +513,19 @@ impl Settings {
             self.model.onnxruntime =
                 absolute("model.onnxruntime", Path::new(&self.model.onnxruntime)).display().to_string();
         }
+    }
+
+    /// Every voice's start-up parameters: `[tuning]` and `[midi]`, then its `[voice.K]` table.
+    pub fn voice_params(&self) -> Vec<Params> {
+        (1..=self.jack.voices)
+            .map(|voice| {
+                let mut params = self.params;
+                for &(id, value) in self.voice_overrides.get(&voice).into_iter().flatten() {
+                    apply(&mut params, id, value);
+                }
+                params
+            })
+            .collect()
     }
 
     /// The mode `/autotune/target/release` returns to.

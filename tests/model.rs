@@ -92,16 +92,93 @@ fn rig(model: &Path, params: Params) -> Rig {
     let processor = Processor::new(
         Some(Box::new(inference)),
         ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
-        Arc::clone(&params),
+        vec![Arc::clone(&params)],
         Arc::clone(&meters),
     );
     Rig { processor, commands, retired, events, params, meters }
 }
 
+/// A processor over `model` loaded for one voice per entry of `params`.
+fn voices_rig(model: &Path, params: &[Params]) -> (Processor, Vec<Arc<SharedParams>>, Arc<Meters>) {
+    let (inference, _) = runtime().load_voices(model, None, params.len()).unwrap();
+    let (_commands, command_rx) = RingBuffer::new(4);
+    let (retired_tx, _retired) = RingBuffer::new(4);
+    let (events_tx, _events) = RingBuffer::new(1024);
+    let shared: Vec<_> = params.iter().map(|p| Arc::new(SharedParams::new(*p))).collect();
+    let meters = Arc::new(Meters::new(params.len()));
+    let processor = Processor::new(
+        Some(Box::new(inference)),
+        ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
+        shared.clone(),
+        Arc::clone(&meters),
+    );
+    (processor, shared, meters)
+}
+
+/// Runs whole blocks of every voice (`inputs[k]` is voice k's signal); returns each voice's output.
+fn run_voices(processor: &mut Processor, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let voices = inputs.len();
+    let blocks = inputs[0].len() / BLOCK;
+    let mut outputs = vec![Vec::new(); voices];
+    let (mut block_in, mut block_out) = (vec![0.0; voices * BLOCK], vec![0.0; voices * BLOCK]);
+    for b in 0..blocks {
+        for (k, input) in inputs.iter().enumerate() {
+            block_in[k * BLOCK..(k + 1) * BLOCK].copy_from_slice(&input[b * BLOCK..(b + 1) * BLOCK]);
+        }
+        processor.process(&block_in, &mut block_out, &vec![None; voices]);
+        for (k, output) in outputs.iter_mut().enumerate() {
+            output.extend_from_slice(&block_out[k * BLOCK..(k + 1) * BLOCK]);
+        }
+    }
+    outputs
+}
+
+#[test]
+fn a_model_without_a_voice_axis_serves_one_voice_only() {
+    let e = runtime().load_voices(&fixture("identity.onnx"), None, 4).err().unwrap().to_string();
+    assert!(e.contains("no voice axis") && e.contains("voices = 4"), "{e}");
+    let (inference, contract) = runtime().load_voices(&root().join("models/autotune.onnx"), None, 8).unwrap();
+    assert_eq!(inference.voices(), 8);
+    assert!(contract.batched);
+    assert!(contract.inputs.iter().chain(&contract.outputs).all(|(_, shape)| shape[0] == 8), "{contract}");
+}
+
+#[test]
+fn voices_in_one_run_sound_as_each_would_alone() {
+    let params = [manual(196.0), Params::default().with(STRENGTH, 0.6), manual(330.0).with(RETUNE_MS, 40.0)];
+    let inputs = [sine(203.0, 1.0, 0.3), sine(290.0, 1.0, 0.2), sine(311.0, 1.0, 0.25)];
+    let blocks = inputs[0].len() / BLOCK;
+    let inputs: Vec<Vec<f32>> = inputs.iter().map(|x| x[..blocks * BLOCK].to_vec()).collect();
+    let model = root().join("models/autotune.onnx");
+    let (mut together, _, meters) = voices_rig(&model, &params);
+    let outputs = run_voices(&mut together, &inputs);
+    for (k, (p, input)) in params.iter().zip(&inputs).enumerate() {
+        let mut alone = rig(&model, *p);
+        let expected = run(&mut alone, input);
+        let worst = outputs[k].iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "voice {} differs from the same voice alone by up to {worst}", k + 1);
+        assert_eq!(meters.voice(k).target_hz(), alone.meters.voice(0).target_hz(), "voice {}", k + 1);
+    }
+    assert_ne!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn a_voice_whose_output_is_not_finite_falls_back_alone() {
+    let params = [Params::default().with(STRENGTH, 0.7), manual(1500.0)];
+    let (mut processor, _, meters) = voices_rig(&fixture("nan.onnx"), &params);
+    let inputs = vec![sine(300.0, 0.2, 0.3)[..8 * BLOCK].to_vec(), sine(200.0, 0.2, 0.3)[..8 * BLOCK].to_vec()];
+    let outputs = run_voices(&mut processor, &inputs);
+    assert_eq!(outputs, inputs, "voice 1 is the model's (identity) output, voice 2 the dry fallback");
+    assert_eq!(meters.faults(), 8, "one fault per block");
+    assert_eq!(processor.reports()[0].confidence, 0.7, "voice 1 ran the model");
+    assert_eq!(processor.reports()[1].confidence, 0.0, "voice 2 reports nothing");
+    assert_eq!(meters.voice(0).confidence(), 0.7);
+}
+
 fn run(rig: &mut Rig, input: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; input.len()];
     for (i, o) in input.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK)) {
-        rig.processor.process(i, o, None);
+        rig.processor.process(i, o, &[None]);
     }
     out
 }
@@ -227,7 +304,7 @@ fn parameter_changes_land_between_blocks_without_a_click() {
             .with(NOTES, if step % 5 == 0 { 2741.0 } else { 4095.0 })
             .with(RETUNE_MS, if step % 6 == 0 { 0.0 } else { 40.0 });
         rig.params.store(&params);
-        rig.processor.process(&input[b * BLOCK..(b + 1) * BLOCK], &mut output[b * BLOCK..(b + 1) * BLOCK], None);
+        rig.processor.process(&input[b * BLOCK..(b + 1) * BLOCK], &mut output[b * BLOCK..(b + 1) * BLOCK], &[None]);
     }
     // The heads read continuously, so the output's steepest step is a sine's at the highest
     // pitch the changes ask for (230 Hz, 0.3); a click would be a jump of a good part of 0.3.
@@ -254,10 +331,10 @@ fn a_table_row_with_a_model_input_feeds_the_model() {
     let mut rig = rig(&fixture("formant_gain.onnx"), Params::default().with(FORMANT_PRESERVE, 0.25));
     let input = sine(220.0, 0.2, 0.5);
     let mut output = vec![0.0f32; BLOCK];
-    rig.processor.process(&input[..BLOCK], &mut output, None);
+    rig.processor.process(&input[..BLOCK], &mut output, &[None]);
     let ratio = output.iter().map(|x| x.abs()).sum::<f32>() / input[..BLOCK].iter().map(|x| x.abs()).sum::<f32>();
     assert!((ratio - 0.25).abs() < 1e-4, "{ratio}");
     rig.params.store(&Params::default().with(FORMANT_PRESERVE, 1.0));
-    rig.processor.process(&input[BLOCK..2 * BLOCK], &mut output, None);
+    rig.processor.process(&input[BLOCK..2 * BLOCK], &mut output, &[None]);
     assert!(output.iter().zip(&input[BLOCK..]).all(|(y, x)| (y - x).abs() < 1e-6));
 }

@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use autotuned::control::{Controls, Status};
 use autotuned::osc::{self, Answer, OscService, Request};
-use autotuned::parameters::{RETUNE_MS, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use autotuned::parameters::{NOTES, RETUNE_MS, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 use autotuned::rt::{Meters, Mode};
 use autotuned::settings::Settings;
 use common::OscClient;
@@ -31,12 +31,17 @@ impl Drop for Server {
 }
 
 fn server(errors_per_second: u32) -> Server {
+    server_with(errors_per_second, 1)
+}
+
+fn server_with(errors_per_second: u32, voices: usize) -> Server {
     let mut settings = Settings::default();
     settings.osc.errors_per_second = errors_per_second;
-    let controls = Arc::new(Controls::new(settings.params));
+    settings.jack.voices = voices;
+    let controls = Arc::new(Controls::new(settings.voice_params()));
     let (tx, requests) = mpsc::channel();
     let (answers, answer_rx) = mpsc::channel();
-    let (status, meters) = (Arc::new(Status::default()), Arc::new(Meters::default()));
+    let (status, meters) = (Arc::new(Status::default()), Arc::new(Meters::new(voices)));
     let service = OscService::new(&settings, Arc::clone(&controls), status, meters, tx, answer_rx);
     let stop = Arc::new(AtomicBool::new(false));
     let (_thread, addr) = osc::spawn("127.0.0.1:0", service, Arc::clone(&stop)).unwrap();
@@ -422,4 +427,64 @@ fn the_readme_lists_every_address() {
     for name in autotuned::scales::SCALE_NAMES {
         assert!(readme.contains(&format!("`{name}`")), "README does not list the scale {name}");
     }
+}
+
+#[test]
+fn voices_are_set_together_or_one_by_one_and_each_is_fed_back() {
+    let s = server_with(100, 3);
+    let c = OscClient::new();
+    c.send(s.addr, "/autotune/strength", float(0.3));
+    c.send(s.addr, "/autotune/voice/2/strength", float(0.5));
+    c.send(s.addr, "/autotune/voice/3/preset", vec![OscType::String("natural".into())]);
+    c.send(s.addr, "/autotune/voice/1/notes/1", float(0.0));
+    sync(&c, &s);
+    let voices = s.controls.all();
+    let strengths: Vec<f32> = voices.iter().map(|p| p.get(STRENGTH)).collect();
+    assert_eq!(strengths, [0.3, 0.5, 0.8], "all voices, then voice 2, then voice 3's preset");
+    assert_eq!(voices[0].get(RETUNE_MS), 0.0);
+    assert_eq!(voices[2].get(RETUNE_MS), 80.0);
+    assert_ne!(voices[0].get(NOTES), voices[1].get(NOTES), "one voice's scale changed");
+
+    assert_eq!(c.request(s.addr, "/autotune/voice/2/strength", vec![]).unwrap().args, float(0.5));
+    let plain = c.request(s.addr, "/autotune/strength", vec![]).unwrap();
+    assert_eq!((plain.addr.as_str(), plain.args), ("/autotune/strength", float(0.3)), "voice 1's value");
+    let error = c.request(s.addr, "/autotune/voice/4/strength", float(0.1)).unwrap();
+    assert_eq!(error.addr, "/autotune/error");
+    assert_eq!(error.args[1], OscType::Int(1));
+    assert_eq!(error.args[2], OscType::String("there is no voice 4; voices are 1..=3".into()));
+    assert_eq!(s.controls.all()[2].get(STRENGTH), 0.8, "an error changes nothing");
+
+    c.send(s.addr, "/autotune/voice/2/dump", vec![]);
+    let mut dump = Vec::new();
+    while let Some(m) = c.receive() {
+        dump.push(m);
+    }
+    assert!(!dump.is_empty() && dump.iter().all(|m| m.addr.starts_with("/autotune/voice/2/")), "{dump:?}");
+    assert!(dump.contains(&OscMessage { addr: "/autotune/voice/2/strength".into(), args: float(0.5) }));
+
+    c.send(s.addr, "/autotune/subscribe", vec![]);
+    let mut state = Vec::new();
+    while let Some(m) = c.receive() {
+        state.push(m);
+    }
+    for (addr, value) in
+        [("/autotune/strength", 0.3), ("/autotune/voice/1/strength", 0.3), ("/autotune/voice/3/strength", 0.8)]
+    {
+        assert!(state.contains(&OscMessage { addr: addr.into(), args: float(value) }), "{addr} in {state:?}");
+    }
+    c.send(s.addr, "/autotune/voice/3/strength", float(0.9));
+    let mut feedback = Vec::new();
+    let start = std::time::Instant::now();
+    while feedback.is_empty() && start.elapsed() < std::time::Duration::from_secs(5) {
+        if let Some(OscPacket::Message(m)) = c.receive_packet() {
+            feedback.push(m);
+        }
+    }
+    assert_eq!(feedback, [OscMessage { addr: "/autotune/voice/3/strength".into(), args: float(0.9) }]);
+    c.send(s.addr, "/autotune/unsubscribe", vec![]);
+    while c.receive_packet().is_some() {}
+    let meter = c.request(s.addr, "/autotune/voice/3/meter/pitch", vec![]).unwrap();
+    assert_eq!(meter.addr, "/autotune/voice/3/meter/pitch");
+    let status = c.request(s.addr, "/autotune/status", vec![]).unwrap();
+    assert_eq!(status.args[13], OscType::Int(3));
 }

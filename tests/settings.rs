@@ -3,7 +3,8 @@
 
 mod common;
 
-use autotuned::parameters::{FORMANT_PRESERVE, STRENGTH};
+use autotuned::parameters::{FORMANT_PRESERVE, OUT_CHANNEL, STRENGTH, TRANSPOSE};
+use autotuned::rt::MidiChannels;
 use autotuned::settings::Settings;
 use common::root;
 
@@ -190,4 +191,31 @@ fn the_installed_config_names_the_installed_models_absolutely_and_a_users_config
     install();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[model]\ndir = \"mine\"\n");
     std::fs::remove_dir_all(home).unwrap();
+}
+
+#[test]
+fn voice_tables_override_tuning_for_their_voice_only() {
+    let file = std::env::temp_dir().join(format!("{}.toml", common::unique("voices")));
+    std::fs::write(
+        &file,
+        "[jack]\nvoices = 3\n[tuning]\nstrength = 0.9\ntranspose = 1\n[voice.2]\ntranspose = -5\n[voice.3]\nstrength = 0.4\nout_channel = 3\n[midi]\nchannels = \"per_voice\"\n",
+    )
+    .unwrap();
+    let s = Settings::load(Some(&file), &[]).unwrap();
+    let voices = s.voice_params();
+    let row = |id| voices.iter().map(|p| p.get(id)).collect::<Vec<f32>>();
+    assert_eq!(row(STRENGTH), [0.9, 0.9, 0.4]);
+    assert_eq!(row(TRANSPOSE), [1.0, -5.0, 1.0]);
+    assert_eq!(row(OUT_CHANNEL), [1.0, 1.0, 3.0]);
+    assert_eq!(s.midi_channels, MidiChannels::PerVoice);
+
+    let err = |o: &str| Settings::load(Some(&file), &[o.into()]).unwrap_err().to_string();
+    assert!(err("jack.voices=2").contains("there is no voice 3: [jack] voices is 2"), "{}", err("jack.voices=2"));
+    assert!(err("jack.voices=65").contains("`jack.voices`"));
+    assert!(err("jack.voices=0").contains("`jack.voices`"));
+    assert!(err("voice.2.transpose=30").contains("`voice.2.transpose`"));
+    assert!(err("voice.2.colour=blue").contains("[voice.K] takes the keys of [tuning] and [midi]"));
+    assert!(err("voice.x.strength=0.5").contains("[voice.1] … [voice.64]"));
+    assert!(err("midi.channels=some").contains("`midi.channels`"));
+    std::fs::remove_file(file).unwrap();
 }

@@ -10,7 +10,8 @@ use jack::{
 };
 
 use crate::control::Status;
-use crate::rt::{Engine, Meters, Reblocker};
+use crate::rt::reblock::MAX_PERIOD;
+use crate::rt::{Engine, Meters, MidiChannels, Reblocker};
 use crate::settings::JackSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,7 @@ pub enum JackError {
     )]
     Open { name: String, server: String, source: jack::Error },
     #[error("cannot register port `{port}`: {source}")]
-    Port { port: &'static str, source: jack::Error },
+    Port { port: String, source: jack::Error },
     #[error("cannot register the latency callback (jack_set_latency_callback returned {0})")]
     Latency(i32),
     #[error("cannot activate the JACK client: {source}")]
@@ -39,26 +40,48 @@ pub struct ServerEvents {
 
 /// Runs on the JACK thread.
 pub struct ProcessHandler {
-    input: Port<AudioIn>,
-    output: Port<AudioOut>,
+    inputs: Vec<Port<AudioIn>>,
+    outputs: Vec<Port<AudioOut>>,
     midi_in: Port<MidiIn>,
     midi_out: Port<MidiOut>,
     engine: Engine,
+    /// The period of every voice one after the other, as the engine takes it (`voices ×
+    /// MAX_PERIOD` samples, allocated before activation).
+    planar_in: Box<[f32]>,
+    planar_out: Box<[f32]>,
     events: Arc<ServerEvents>,
 }
 
 impl jack::ProcessHandler for ProcessHandler {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let frames = ps.n_frames() as usize;
+        if frames == 0 {
+            return Control::Continue;
+        }
+        if frames > MAX_PERIOD {
+            // The engine passes such periods through; so does this, without the planar copy.
+            for (input, output) in self.inputs.iter().zip(self.outputs.iter_mut()) {
+                output.as_mut_slice(ps).copy_from_slice(input.as_slice(ps));
+            }
+            return Control::Continue;
+        }
+        let len = self.inputs.len() * frames;
+        for (row, port) in self.planar_in[..len].chunks_exact_mut(frames).zip(&self.inputs) {
+            row.copy_from_slice(port.as_slice(ps));
+        }
         let mut writer = self.midi_out.writer(ps);
         self.engine.process(
-            self.input.as_slice(ps),
-            self.output.as_mut_slice(ps),
+            &self.planar_in[..len],
+            &mut self.planar_out[..len],
             self.midi_in.iter(ps).map(|event| event.bytes),
             |message| {
                 // A full port buffer drops the message; nothing on this thread may wait or allocate.
                 let _ = writer.write(&RawMidi { time: 0, bytes: message });
             },
         );
+        for (row, port) in self.planar_out[..len].chunks_exact(frames).zip(self.outputs.iter_mut()) {
+            port.as_mut_slice(ps).copy_from_slice(row);
+        }
         Control::Continue
     }
 
@@ -69,13 +92,18 @@ impl jack::ProcessHandler for ProcessHandler {
     }
 }
 
+/// The audio ports' names: `in` / `out` for one voice, `in_K` / `out_K` (K from 1) for more.
+pub fn port_names(voices: usize) -> Vec<(String, String)> {
+    if voices == 1 {
+        return vec![("in".into(), "out".into())];
+    }
+    (1..=voices).map(|k| (format!("in_{k}"), format!("out_{k}"))).collect()
+}
+
 /// Why audio would pass through unprocessed at this rate and period, if it would.
 pub fn passthrough_reason(period: u32, server_rate: u32, model_rate: Option<u32>) -> Option<String> {
     if !Reblocker::supports(period as usize) {
-        return Some(format!(
-            "passthrough: JACK period is {period} frames; autotuned serves 1..={}",
-            crate::rt::reblock::MAX_PERIOD
-        ));
+        return Some(format!("passthrough: JACK period is {period} frames; autotuned serves 1..={MAX_PERIOD}"));
     }
     match model_rate {
         Some(rate) if rate != server_rate => {
@@ -117,34 +145,32 @@ impl jack::NotificationHandler for Notifications {
     }
 }
 
-/// What JACK's latency callback needs: our two audio ports and the node's delay.
+/// What JACK's latency callback needs: our audio ports, (in, out) per voice, and the node's
+/// delay.
 struct LatencyReport {
-    input: *mut jack_sys::jack_port_t,
-    output: *mut jack_sys::jack_port_t,
+    ports: Vec<(*mut jack_sys::jack_port_t, *mut jack_sys::jack_port_t)>,
     meters: Arc<Meters>,
 }
 
 /// JACK asks, per direction, what latency our ports add: the upstream capture latency plus our
-/// delay on `out`, the downstream playback latency plus our delay on `in`.
+/// delay on each `out`, the downstream playback latency plus our delay on each `in`.
 unsafe extern "C" fn report_latency(mode: jack_sys::jack_latency_callback_mode_t, arg: *mut libc::c_void) {
     // SAFETY: `arg` is the `LatencyReport` boxed in the `JackNode`, which outlives the client
     // (the client is closed before the box is dropped), and JACK passes it back unchanged.
     let report = unsafe { &*(arg as *const LatencyReport) };
     let ours = report.meters.latency();
-    let (from, to) = if mode == jack_sys::JackCaptureLatency {
-        (report.input, report.output)
-    } else {
-        (report.output, report.input)
-    };
-    let mut range = jack_sys::jack_latency_range_t { min: 0, max: 0 };
-    // SAFETY: both ports belong to this client and stay registered while it is open; `range`
-    // is a valid, writable jack_latency_range_t.
-    unsafe {
-        jack_sys::jack_port_get_latency_range(from, mode, &mut range);
-        let (min, max) = (range.min, range.max);
-        range.min = min + ours;
-        range.max = max + ours;
-        jack_sys::jack_port_set_latency_range(to, mode, &mut range);
+    for &(input, output) in &report.ports {
+        let (from, to) = if mode == jack_sys::JackCaptureLatency { (input, output) } else { (output, input) };
+        let mut range = jack_sys::jack_latency_range_t { min: 0, max: 0 };
+        // SAFETY: both ports belong to this client and stay registered while it is open;
+        // `range` is a valid, writable jack_latency_range_t.
+        unsafe {
+            jack_sys::jack_port_get_latency_range(from, mode, &mut range);
+            let (min, max) = (range.min, range.max);
+            range.min = min + ours;
+            range.max = max + ours;
+            jack_sys::jack_port_set_latency_range(to, mode, &mut range);
+        }
     }
 }
 
@@ -155,8 +181,8 @@ pub struct JackNode {
     _latency: Box<LatencyReport>,
     pub events: Arc<ServerEvents>,
     client_name: String,
-    in_name: String,
-    out_name: String,
+    /// Full names of the audio ports, (in, out) per voice.
+    port_names: Vec<(String, String)>,
 }
 
 /// The server's rate and period, from a client opened but not yet active.
@@ -227,6 +253,7 @@ pub struct NodeParts {
     pub processor: crate::rt::Processor,
     /// The rate the loaded model is made for; `None` without a model.
     pub model_rate: Option<u32>,
+    pub midi_channels: MidiChannels,
     pub status: Arc<Status>,
     pub meters: Arc<Meters>,
 }
@@ -235,9 +262,17 @@ impl OpenClient {
     /// Registers the ports and the latency callback, activates with the processor, and makes
     /// the configured connections. Returns the node and the connections that failed.
     pub fn activate(self, settings: &JackSettings, parts: NodeParts) -> Result<(JackNode, Vec<String>), JackError> {
-        let port = |port| move |source| JackError::Port { port, source };
-        let input = self.client.register_port("in", AudioIn::default()).map_err(port("in"))?;
-        let output = self.client.register_port("out", AudioOut::default()).map_err(port("out"))?;
+        let voices = parts.processor.voices();
+        let port = |port: &str| {
+            let port = port.to_owned();
+            move |source| JackError::Port { port, source }
+        };
+        let mut inputs = Vec::with_capacity(voices);
+        let mut outputs = Vec::with_capacity(voices);
+        for (input, output) in port_names(voices) {
+            inputs.push(self.client.register_port(&input, AudioIn::default()).map_err(port(&input))?);
+            outputs.push(self.client.register_port(&output, AudioOut::default()).map_err(port(&output))?);
+        }
         let midi_in = self.client.register_port("midi_in", MidiIn::default()).map_err(port("midi_in"))?;
         let midi_out = self.client.register_port("midi_out", MidiOut::default()).map_err(port("midi_out"))?;
         let events = Arc::new(ServerEvents::default());
@@ -248,9 +283,13 @@ impl OpenClient {
             self.period as usize,
             parts.model_rate,
             Arc::clone(&parts.meters),
-        );
+        )
+        .with_midi_channels(parts.midi_channels);
 
-        let latency = Box::new(LatencyReport { input: input.raw(), output: output.raw(), meters: parts.meters });
+        let latency = Box::new(LatencyReport {
+            ports: inputs.iter().zip(&outputs).map(|(i, o)| (i.raw(), o.raw())).collect(),
+            meters: parts.meters,
+        });
         // SAFETY: the client is open and not yet active; the callback and its argument (the box
         // above, kept in the JackNode until after the client closes) stay valid for its lifetime.
         let rc = unsafe {
@@ -265,13 +304,25 @@ impl OpenClient {
         }
 
         let client_name = self.client.name().to_owned();
-        let in_name = input.name().unwrap_or_default();
-        let out_name = output.name().unwrap_or_default();
-        let handler = ProcessHandler { input, output, midi_in, midi_out, engine, events: Arc::clone(&events) };
+        let port_names = inputs
+            .iter()
+            .zip(&outputs)
+            .map(|(i, o)| (i.name().unwrap_or_default(), o.name().unwrap_or_default()))
+            .collect();
+        let handler = ProcessHandler {
+            inputs,
+            outputs,
+            midi_in,
+            midi_out,
+            engine,
+            planar_in: vec![0.0; voices * MAX_PERIOD].into_boxed_slice(),
+            planar_out: vec![0.0; voices * MAX_PERIOD].into_boxed_slice(),
+            events: Arc::clone(&events),
+        };
         let notifications = Notifications { status: parts.status, events: Arc::clone(&events) };
         let client =
             self.client.activate_async(notifications, handler).map_err(|source| JackError::Activate { source })?;
-        let node = JackNode { client, _latency: latency, events, client_name, in_name, out_name };
+        let node = JackNode { client, _latency: latency, events, client_name, port_names };
         let failed = node.connect(settings);
         Ok((node, failed))
     }
@@ -305,11 +356,17 @@ impl JackNode {
                 }
             }
         };
-        for pattern in &settings.connect_inputs {
-            link(pattern, PortFlags::IS_OUTPUT, &self.in_name, true);
+        // One voice takes every pattern; with more, pattern K is voice K's.
+        let voice_of = |index: usize| if self.port_names.len() == 1 { 0 } else { index };
+        for (index, pattern) in settings.connect_inputs.iter().enumerate() {
+            if let Some((input, _)) = self.port_names.get(voice_of(index)) {
+                link(pattern, PortFlags::IS_OUTPUT, input, true);
+            }
         }
-        for pattern in &settings.connect_outputs {
-            link(pattern, PortFlags::IS_INPUT, &self.out_name, false);
+        for (index, pattern) in settings.connect_outputs.iter().enumerate() {
+            if let Some((_, output)) = self.port_names.get(voice_of(index)) {
+                link(pattern, PortFlags::IS_INPUT, output, false);
+            }
         }
         failed
     }

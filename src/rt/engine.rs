@@ -1,6 +1,7 @@
-//! Everything the JACK thread does in one callback, behind [`Engine::process`]: MIDI in,
-//! re-blocking to the model's block, the block processor (parameters, inference, fallbacks,
-//! bypass), the sung notes out as MIDI, meters and callback timing. Runs on the RT thread; the
+//! Everything the JACK thread does in one callback, behind [`Engine::process`], for every voice
+//! at once: MIDI in, re-blocking to the model's block, the block processor (parameters, one
+//! inference for all voices, fallbacks, bypass), the sung notes out as MIDI, meters and callback
+//! timing. Runs on the RT thread; the
 //! JACK handler only fetches port buffers, and tests drive it with plain slices.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use super::denormals::DenormalGuard;
 use super::meters::Meters;
-use super::midi::{MidiInput, NoteMessage, NoteTracker};
+use super::midi::{MidiChannels, MidiInput, NoteMessage, NoteTracker};
 use super::processor::Processor;
 use super::reblock::Reblocker;
 use crate::BLOCK;
@@ -18,8 +19,12 @@ use crate::scales::hz_note;
 pub struct Engine {
     processor: Processor,
     reblocker: Reblocker,
-    held: MidiInput,
-    notes: NoteTracker,
+    channels: MidiChannels,
+    /// Per voice: the notes held on the MIDI input it listens to.
+    held: Box<[MidiInput]>,
+    held_notes: Box<[Option<f32>]>,
+    /// Per voice: its sung notes, as MIDI out.
+    notes: Box<[NoteTracker]>,
     sample_rate: u32,
     /// The rate the model is made for; `None` without a model.
     model_rate: Option<u32>,
@@ -29,8 +34,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for a server at `sample_rate` with `period`-frame callbacks. Allocates
-    /// everything it will use.
+    /// An engine for a server at `sample_rate` with `period`-frame callbacks, for as many voices
+    /// as `processor` has. Allocates everything it will use.
     pub fn new(
         processor: Processor,
         sample_rate: u32,
@@ -38,11 +43,14 @@ impl Engine {
         model_rate: Option<u32>,
         meters: Arc<Meters>,
     ) -> Engine {
+        let voices = processor.voices();
         let mut engine = Engine {
             processor,
-            reblocker: Reblocker::default(),
-            held: MidiInput::default(),
-            notes: NoteTracker::new(1, 1, 1.0),
+            reblocker: Reblocker::new(voices),
+            channels: MidiChannels::Omni,
+            held: vec![MidiInput::default(); voices].into_boxed_slice(),
+            held_notes: vec![None; voices].into_boxed_slice(),
+            notes: vec![NoteTracker::new(1, 1, 1.0); voices].into_boxed_slice(),
             sample_rate,
             model_rate,
             serving: false,
@@ -50,6 +58,17 @@ impl Engine {
         };
         engine.set_period(period);
         engine
+    }
+
+    /// Which MIDI channels drive which voice (omni unless set).
+    pub fn with_midi_channels(mut self, channels: MidiChannels) -> Engine {
+        self.channels = channels;
+        self
+    }
+
+    /// How many voices each callback carries.
+    pub fn voices(&self) -> usize {
+        self.processor.voices()
     }
 
     /// Whether the engine can correct at this period and rate with this model.
@@ -69,8 +88,9 @@ impl Engine {
         self.processor.latency() + self.reblocker.delay()
     }
 
-    /// One callback: `midi_in` is the period's raw MIDI messages, `midi_out` takes the note
-    /// messages to send. `input` and `output` are one period long.
+    /// One callback: `input` and `output` hold one period of every voice, one voice after the
+    /// other (`voices × period`); `midi_in` is the period's raw MIDI messages, `midi_out` takes
+    /// the note messages to send.
     pub fn process<'a>(
         &mut self,
         input: &[f32],
@@ -82,7 +102,15 @@ impl Engine {
         let _flush = DenormalGuard::new();
         debug_assert!(super::denormals::flushing() || cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))));
         for message in midi_in {
-            self.held.feed(message);
+            let channel = message.first().map_or(0, |status| usize::from(status & 0x0f));
+            match self.channels {
+                MidiChannels::Omni => self.held.iter_mut().for_each(|held| held.feed(message)),
+                MidiChannels::PerVoice => {
+                    if let Some(held) = self.held.get_mut(channel) {
+                        held.feed(message);
+                    }
+                }
+            }
         }
         if !self.serving || input.len() != output.len() {
             let n = input.len().min(output.len());
@@ -90,20 +118,29 @@ impl Engine {
             output[n..].fill(0.0);
             return;
         }
-        let Engine { processor, reblocker, held, notes, sample_rate, .. } = self;
+        let Engine { processor, reblocker, channels, held, held_notes, notes, sample_rate, .. } = self;
         let block_ms = BLOCK as f32 * 1000.0 / *sample_rate as f32;
         reblocker.process(input, output, |block_in, block_out| {
-            let params = processor.params();
-            let report = processor.process(block_in, block_out, held.target_note(params.get(BEND_RANGE)));
-            notes.configure(
-                params.get(OUT_CHANNEL) as u8,
-                (params.get(OUT_MIN_NOTE_MS) / block_ms).ceil() as u32,
-                params.get(OUT_THRESHOLD),
-            );
-            let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
-            let note = if sung_hz > 0.0 { hz_note(sung_hz, params.get(TUNING_HZ)) } else { -1.0 };
-            for message in notes.update(note, report.confidence).iter().flatten() {
-                midi_out(message);
+            for (k, (note, held)) in held_notes.iter_mut().zip(held.iter()).enumerate() {
+                *note = held.target_note(processor.params(k).get(BEND_RANGE));
+            }
+            processor.process(block_in, block_out, held_notes);
+            for (k, (tracker, report)) in notes.iter_mut().zip(processor.reports()).enumerate() {
+                let params = processor.params(k);
+                let channel = match channels {
+                    MidiChannels::Omni => params.get(OUT_CHANNEL) as u8,
+                    MidiChannels::PerVoice => (k + 1) as u8,
+                };
+                tracker.configure(
+                    channel,
+                    (params.get(OUT_MIN_NOTE_MS) / block_ms).ceil() as u32,
+                    params.get(OUT_THRESHOLD),
+                );
+                let sung_hz = if report.target_hz > 0.0 { report.target_hz } else { report.detected_hz };
+                let note = if sung_hz > 0.0 { hz_note(sung_hz, params.get(TUNING_HZ)) } else { -1.0 };
+                for message in tracker.update(note, report.confidence).iter().flatten() {
+                    midi_out(message);
+                }
             }
         });
         self.publish_latency();

@@ -99,9 +99,11 @@ impl Slot {
     }
 }
 
-/// A session plus every tensor a block needs.
+/// A session plus every tensor a block needs, for a fixed number of voices: each tensor is
+/// [voices, …], one row per voice, and the rows never mix.
 pub struct Inference {
     session: Session,
+    voices: usize,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
     input_names: Vec<*const c_char>,
@@ -119,10 +121,11 @@ unsafe impl Send for Inference {}
 
 impl Inference {
     /// Allocates every tensor. `inputs` and `outputs` are (name, shape) in the order `slots`
-    /// indexes them; only the listed outputs are computed. `latency` is the model's delay in
-    /// samples.
+    /// indexes them, every shape leading with the voice axis; only the listed outputs are
+    /// computed. `latency` is the model's delay in samples.
     pub fn new(
         session: Session,
+        voices: usize,
         inputs: &[(String, Vec<usize>)],
         outputs: &[(String, Vec<usize>)],
         slots: Slots,
@@ -136,6 +139,7 @@ impl Inference {
         let output_values = outputs.iter_mut().map(|s| s.value.ptr_mut()).collect();
         let mut inference = Inference {
             session,
+            voices: voices.max(1),
             inputs,
             outputs,
             input_names,
@@ -149,9 +153,23 @@ impl Inference {
         Ok(inference)
     }
 
-    /// Runs one block: `audio` in, the corrected block into `out`. On a fault `out` is left
-    /// untouched and the streaming state is reset, so one bad block cannot poison the next.
-    pub fn run(&mut self, audio: &[f32], controls: &Controls, out: &mut [f32]) -> Result<BlockReport, FaultKind> {
+    /// Runs one block of every voice: `audio` and `out` hold the voices' blocks one after the
+    /// other (`voices × BLOCK`), `controls` and `reports` one entry per voice. A failed `Run`
+    /// leaves `out` untouched, resets every voice's state and is the error; a voice whose row
+    /// came back non-finite gets `Err(NonFinite)` in `reports`, its part of `out` untouched and
+    /// its state reset, so one bad block cannot poison the next, nor the other voices.
+    pub fn run(
+        &mut self,
+        audio: &[f32],
+        controls: &[Controls],
+        out: &mut [f32],
+        reports: &mut [Result<BlockReport, FaultKind>],
+    ) -> Result<(), FaultKind> {
+        let voices = self.voices;
+        let block_len = self.inputs[self.slots.audio].len;
+        if audio.len() != block_len || out.len() != block_len || controls.len() != voices || reports.len() != voices {
+            return Err(FaultKind::NonFinite);
+        }
         self.write_inputs(audio, controls);
         let session: *mut OrtSession = self.session.ptr().cast_mut();
         // SAFETY: every name and value pointer refers to a live `Slot` of `self`; the arrays'
@@ -179,21 +197,39 @@ impl Inference {
             self.reset_state();
             return Err(FaultKind::RunFailed(code));
         }
-        let corrected = self.outputs[self.slots.corrected].data();
-        if corrected.len() != out.len() || !corrected.iter().all(|x| x.is_finite()) {
+        if self.outputs[self.slots.corrected].len != out.len() {
             self.reset_state();
             return Err(FaultKind::NonFinite);
         }
-        out.copy_from_slice(corrected);
-        let confidence = self.outputs[self.slots.confidence].data()[0];
-        let detected_hz = self.slots.detected.map_or(0.0, |i| self.outputs[i].data()[0]);
-        let target_hz = self.slots.applied_target.map_or(0.0, |i| self.outputs[i].data()[0]);
-        for &(input, output) in &self.slots.state {
-            let (inputs, outputs) = (&mut self.inputs, &self.outputs);
-            inputs[input].data_mut().copy_from_slice(outputs[output].data());
-        }
         let sane = |x: f32| if x.is_finite() { x } else { 0.0 };
-        Ok(BlockReport { confidence: sane(confidence), detected_hz: sane(detected_hz), target_hz: sane(target_hz) })
+        let row = out.len() / voices;
+        for (voice, report) in reports.iter_mut().enumerate() {
+            let corrected = &self.outputs[self.slots.corrected].data()[voice * row..(voice + 1) * row];
+            if !corrected.iter().all(|x| x.is_finite()) {
+                self.reset_voice_state(voice);
+                *report = Err(FaultKind::NonFinite);
+                continue;
+            }
+            out[voice * row..(voice + 1) * row].copy_from_slice(corrected);
+            let first = |slot: usize| self.outputs[slot].data()[voice * self.outputs[slot].len / voices];
+            *report = Ok(BlockReport {
+                confidence: sane(first(self.slots.confidence)),
+                detected_hz: self.slots.detected.map_or(0.0, |slot| sane(first(slot))),
+                target_hz: self.slots.applied_target.map_or(0.0, |slot| sane(first(slot))),
+            });
+            for &(input, output) in &self.slots.state {
+                let (inputs, outputs) = (&mut self.inputs, &self.outputs);
+                let width = outputs[output].len / voices;
+                let rows = voice * width..(voice + 1) * width;
+                inputs[input].data_mut()[rows.clone()].copy_from_slice(&outputs[output].data()[rows]);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many voices each run serves.
+    pub fn voices(&self) -> usize {
+        self.voices
     }
 
     /// Whether the model is fed parameter `id` (and so applies it itself).
@@ -218,23 +254,36 @@ impl Inference {
         }
     }
 
-    fn write_inputs(&mut self, audio: &[f32], c: &Controls) {
+    /// Zeros one voice's row of every state input.
+    fn reset_voice_state(&mut self, voice: usize) {
+        for &(input, _) in &self.slots.state {
+            let width = self.inputs[input].len / self.voices;
+            self.inputs[input].data_mut()[voice * width..(voice + 1) * width].fill(0.0);
+        }
+    }
+
+    fn write_inputs(&mut self, audio: &[f32], controls: &[Controls]) {
         let slots = &self.slots;
+        let voices = self.voices;
         self.inputs[slots.audio].data_mut().copy_from_slice(audio);
-        self.inputs[slots.target].data_mut()[0] = c.target_hz;
-        self.inputs[slots.strength].data_mut()[0] = c.strength;
-        for &(slot, id) in &slots.params {
-            let value = c.params.get(id);
-            let data = self.inputs[slot].data_mut();
-            match id.row().kind {
-                Kind::Mask => {
-                    for (class, flag) in data.iter_mut().enumerate() {
-                        *flag = f32::from(u8::from(value as u16 & (1 << class) != 0));
+        for (voice, c) in controls.iter().enumerate() {
+            self.inputs[slots.target].data_mut()[voice] = c.target_hz;
+            self.inputs[slots.strength].data_mut()[voice] = c.strength;
+            for &(slot, id) in &slots.params {
+                let value = c.params.get(id);
+                let data = self.inputs[slot].data_mut();
+                let width = data.len() / voices;
+                let row = &mut data[voice * width..(voice + 1) * width];
+                match id.row().kind {
+                    Kind::Mask => {
+                        for (class, flag) in row.iter_mut().enumerate() {
+                            *flag = f32::from(u8::from(value as u16 & (1 << class) != 0));
+                        }
                     }
-                }
-                _ => {
-                    if let Some(first) = data.first_mut() {
-                        *first = value;
+                    _ => {
+                        if let Some(first) = row.first_mut() {
+                            *first = value;
+                        }
                     }
                 }
             }

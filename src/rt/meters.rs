@@ -58,34 +58,19 @@ impl CallbackTimes {
     }
 }
 
-/// Written by the RT thread only; any thread may read.
+/// One voice's view of its last block: written by the RT thread, read by anyone.
 #[derive(Debug, Default)]
-pub struct Meters {
-    pub callbacks: CallbackTimes,
+pub struct VoiceMeters {
     detected_hz: AtomicU32,
     confidence: AtomicU32,
     target_hz: AtomicU32,
-    blocks: AtomicU64,
-    faults: AtomicU64,
-    model_loaded: AtomicBool,
-    /// The node's delay from input to output, samples: re-blocking plus the model.
-    latency: AtomicU32,
 }
 
-impl Meters {
-    pub fn publish_block(&self, detected_hz: f32, confidence: f32, target_hz: f32) {
+impl VoiceMeters {
+    pub fn publish(&self, detected_hz: f32, confidence: f32, target_hz: f32) {
         self.detected_hz.store(detected_hz.to_bits(), Relaxed);
         self.confidence.store(confidence.to_bits(), Relaxed);
         self.target_hz.store(target_hz.to_bits(), Relaxed);
-        self.blocks.fetch_add(1, Relaxed);
-    }
-
-    pub fn count_fault(&self) {
-        self.faults.fetch_add(1, Relaxed);
-    }
-
-    pub fn set_model_loaded(&self, loaded: bool) {
-        self.model_loaded.store(loaded, Relaxed);
     }
 
     pub fn detected_hz(&self) -> f32 {
@@ -99,6 +84,60 @@ impl Meters {
     /// The target the model steers to, Hz; 0 when there is none.
     pub fn target_hz(&self) -> f32 {
         f32::from_bits(self.target_hz.load(Relaxed))
+    }
+}
+
+/// Written by the RT thread only; any thread may read.
+#[derive(Debug)]
+pub struct Meters {
+    pub callbacks: CallbackTimes,
+    voices: Box<[VoiceMeters]>,
+    blocks: AtomicU64,
+    faults: AtomicU64,
+    model_loaded: AtomicBool,
+    /// The node's delay from input to output, samples: re-blocking plus the model.
+    latency: AtomicU32,
+}
+
+impl Default for Meters {
+    /// One voice's meters.
+    fn default() -> Self {
+        Meters::new(1)
+    }
+}
+
+impl Meters {
+    pub fn new(voices: usize) -> Meters {
+        Meters {
+            callbacks: CallbackTimes::default(),
+            voices: (0..voices.max(1)).map(|_| VoiceMeters::default()).collect(),
+            blocks: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            model_loaded: AtomicBool::new(false),
+            latency: AtomicU32::new(0),
+        }
+    }
+
+    /// Voice `index`'s meters (0-based); the last voice's for an index past the end.
+    pub fn voice(&self, index: usize) -> &VoiceMeters {
+        &self.voices[index.min(self.voices.len() - 1)]
+    }
+
+    pub fn voices(&self) -> usize {
+        self.voices.len()
+    }
+
+    /// Counts a block that ran the model (for every voice at once).
+    pub fn count_block(&self) {
+        self.blocks.fetch_add(1, Relaxed);
+    }
+
+    pub fn count_fault(&self) {
+        self.faults.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_model_loaded(&self, loaded: bool) {
+        self.model_loaded.store(loaded, Relaxed);
     }
 
     pub fn blocks(&self) -> u64 {

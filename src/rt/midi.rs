@@ -1,6 +1,15 @@
 //! MIDI on the RT thread, from and to raw bytes (no JACK here): which note is held on the
 //! input, and which corrected note to report on the output.
 
+/// Which MIDI input channels drive which voice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MidiChannels {
+    /// Every voice hears every channel and sends on its `out_channel`.
+    Omni,
+    /// Channel K drives voice K, and voice K sends its notes on channel K.
+    PerVoice,
+}
+
 /// Most notes the input remembers as held at once; older ones drop out first.
 const MAX_HELD: usize = 16;
 

@@ -1,8 +1,9 @@
-//! The block engine: one 512-frame block in, one out, on the RT thread. It knows no JACK; the
-//! JACK handler and the offline file processor both drive it.
+//! The block engine: one 512-frame block of every voice in, one out, on the RT thread. It knows
+//! no JACK; the JACK handler and the offline file processor both drive it.
 //!
-//! Per block: take pending commands, read the parameters once, run the model, fall back to dry
-//! audio on a fault, crossfade to and from bypass, publish meters. The dry path is the input
+//! Per block: take pending commands, read each voice's parameters once, run the model once for
+//! all voices, fall back to dry audio on a fault (only the faulty voice when one voice's output
+//! is bad), crossfade to and from bypass per voice, publish meters. The dry path is the input
 //! delayed by the model's latency, so bypass and fallbacks stay time-aligned with the wet path
 //! and a bypassed node is bit-identical to its input after that delay.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use rtrb::{Consumer, Producer};
 
-use super::events::{Command, RtEvent};
+use super::events::{Command, FaultKind, RtEvent};
 use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
 use super::params::{Mode, Params, SharedParams};
@@ -55,54 +56,81 @@ impl DelayLine {
     }
 }
 
+/// What one voice carries from block to block besides the model's own state.
+struct Voice {
+    params: Arc<SharedParams>,
+    current: Params,
+    dry_line: DelayLine,
+    /// 1 = all wet, 0 = all dry (bypassed); moves towards the bypass setting per sample.
+    wet_gain: f32,
+}
+
 pub struct Processor {
     model: Option<Box<Inference>>,
     latency: usize,
     rings: ProcessorRings,
-    params: Arc<SharedParams>,
     meters: Arc<Meters>,
-    current: Params,
+    voices: Box<[Voice]>,
+    /// The voices' blocks one after the other (`voices × BLOCK`), as the model takes them.
     clean: Box<[f32]>,
     dry: Box<[f32]>,
     wet: Box<[f32]>,
-    dry_line: DelayLine,
-    /// 1 = all wet, 0 = all dry (bypassed); moves towards the bypass setting per sample.
-    wet_gain: f32,
+    controls: Box<[Controls]>,
+    outcomes: Box<[Result<BlockReport, FaultKind>]>,
+    reports: Box<[BlockReport]>,
     fault_streak: u32,
     blocks: u64,
 }
 
 impl Processor {
-    /// `model` may be absent: audio passes through until one is swapped in.
+    /// One voice per entry of `params`. `model` may be absent: audio passes through until one
+    /// is swapped in; it must serve as many voices as there are `params`.
     pub fn new(
         model: Option<Box<Inference>>,
         rings: ProcessorRings,
-        params: Arc<SharedParams>,
+        params: Vec<Arc<SharedParams>>,
         meters: Arc<Meters>,
     ) -> Processor {
-        let current = params.try_load().unwrap_or_default();
         let latency = model.as_ref().map_or(0, |m| m.latency().min(MAX_LATENCY));
         meters.set_model_loaded(model.is_some());
+        let voices: Box<[Voice]> = params
+            .into_iter()
+            .map(|params| {
+                let current = params.try_load().unwrap_or_default();
+                Voice {
+                    params,
+                    current,
+                    dry_line: DelayLine::new(latency),
+                    wet_gain: if current.bypass() { 0.0 } else { 1.0 },
+                }
+            })
+            .collect();
+        let n = voices.len();
         Processor {
             model,
             latency,
             rings,
-            params,
             meters,
-            current,
-            clean: vec![0.0; BLOCK].into_boxed_slice(),
-            dry: vec![0.0; BLOCK].into_boxed_slice(),
-            wet: vec![0.0; BLOCK].into_boxed_slice(),
-            dry_line: DelayLine::new(latency),
-            wet_gain: if current.bypass() { 0.0 } else { 1.0 },
+            clean: vec![0.0; n * BLOCK].into_boxed_slice(),
+            dry: vec![0.0; n * BLOCK].into_boxed_slice(),
+            wet: vec![0.0; n * BLOCK].into_boxed_slice(),
+            controls: vec![Controls::default(); n].into_boxed_slice(),
+            outcomes: vec![Ok(BlockReport::default()); n].into_boxed_slice(),
+            reports: vec![BlockReport::default(); n].into_boxed_slice(),
+            voices,
             fault_streak: 0,
             blocks: 0,
         }
     }
 
-    /// The parameters of the last block.
-    pub fn params(&self) -> Params {
-        self.current
+    /// How many voices each block carries.
+    pub fn voices(&self) -> usize {
+        self.voices.len()
+    }
+
+    /// The parameters voice `index` (0-based) had in the last block.
+    pub fn params(&self, index: usize) -> Params {
+        self.voices.get(index).map_or_else(Params::default, |v| v.current)
     }
 
     /// The delay from input to output in samples, for the current model.
@@ -110,77 +138,101 @@ impl Processor {
         self.latency
     }
 
-    /// Processes exactly one block: `input` and `output` must be `BLOCK` long, else the output
-    /// is silence (a contract breach by the caller must not panic on the RT thread).
-    /// `midi_note` is the note held on the MIDI input (fractional, bend included), for MIDI mode.
-    pub fn process(&mut self, input: &[f32], output: &mut [f32], midi_note: Option<f32>) -> BlockReport {
-        if input.len() != BLOCK || output.len() != BLOCK {
+    /// Processes exactly one block of every voice: `input` and `output` hold the voices'
+    /// blocks one after the other and must be `voices × BLOCK` long, else the output is
+    /// silence (a contract breach by the caller must not panic on the RT thread).
+    /// `midi_notes` is each voice's note held on the MIDI input (fractional, bend included),
+    /// for MIDI mode. Each voice's report is in [`Processor::reports`] afterwards.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32], midi_notes: &[Option<f32>]) {
+        let n = self.voices.len();
+        if input.len() != n * BLOCK || output.len() != n * BLOCK || midi_notes.len() != n {
             output.fill(0.0);
-            return BlockReport::default();
+            self.reports.fill(BlockReport::default());
+            return;
         }
         self.take_commands();
-        if let Some(p) = self.params.try_load() {
-            self.current = p;
-        }
         for (c, x) in self.clean.iter_mut().zip(input) {
             *c = if x.is_finite() { *x } else { 0.0 };
         }
-        self.dry_line.process(&self.clean, &mut self.dry);
-        let report = self.run_model(midi_note);
-        self.mix(output);
+        for (k, voice) in self.voices.iter_mut().enumerate() {
+            if let Some(p) = voice.params.try_load() {
+                voice.current = p;
+            }
+            let rows = k * BLOCK..(k + 1) * BLOCK;
+            voice.dry_line.process(&self.clean[rows.clone()], &mut self.dry[rows]);
+        }
+        self.run_model(midi_notes);
+        for ((voice, out), (wet, dry)) in self
+            .voices
+            .iter_mut()
+            .zip(output.chunks_exact_mut(BLOCK))
+            .zip(self.wet.chunks_exact(BLOCK).zip(self.dry.chunks_exact(BLOCK)))
+        {
+            voice.mix(wet, dry, out);
+        }
         self.blocks += 1;
-        report
     }
 
-    fn run_model(&mut self, midi_note: Option<f32>) -> BlockReport {
+    /// What each voice's last block reported, voice 1 first.
+    pub fn reports(&self) -> &[BlockReport] {
+        &self.reports
+    }
+
+    fn run_model(&mut self, midi_notes: &[Option<f32>]) {
+        self.reports.fill(BlockReport::default());
         let Some(model) = self.model.as_mut() else {
             self.wet.copy_from_slice(&self.dry);
-            return BlockReport::default();
+            return;
         };
-        let controls = model_controls(&self.current, midi_note, model.feeds(TRANSPOSE));
-        match model.run(&self.clean, &controls, &mut self.wet) {
-            Ok(mut report) => {
-                self.fault_streak = 0;
-                if !model.reports_target() {
-                    report.target_hz = controls.target_hz;
+        let transposes = model.feeds(TRANSPOSE);
+        for ((controls, voice), note) in self.controls.iter_mut().zip(self.voices.iter()).zip(midi_notes) {
+            *controls = model_controls(&voice.current, *note, transposes);
+        }
+        let mut faulted = None;
+        match model.run(&self.clean, &self.controls, &mut self.wet, &mut self.outcomes) {
+            Ok(()) => {
+                let reports_target = model.reports_target();
+                for (k, outcome) in self.outcomes.iter().enumerate() {
+                    let rows = k * BLOCK..(k + 1) * BLOCK;
+                    match outcome {
+                        Ok(report) => {
+                            let mut report = *report;
+                            if !reports_target {
+                                report.target_hz = self.controls[k].target_hz;
+                            }
+                            self.meters.voice(k).publish(report.detected_hz, report.confidence, report.target_hz);
+                            self.reports[k] = report;
+                        }
+                        Err(kind) => {
+                            self.wet[rows.clone()].copy_from_slice(&self.dry[rows]);
+                            faulted = Some(*kind);
+                        }
+                    }
                 }
-                self.meters.publish_block(report.detected_hz, report.confidence, report.target_hz);
-                report
+                self.meters.count_block();
             }
             Err(kind) => {
                 self.wet.copy_from_slice(&self.dry);
-                self.meters.count_fault();
-                self.fault_streak += 1;
-                let _ = self.rings.events.push(RtEvent::Fault { kind, block: self.blocks });
-                if self.fault_streak >= MAX_CONSECUTIVE_FAULTS && self.rings.retired.slots() > 0 {
-                    self.retire_model();
-                    let _ = self.rings.events.push(RtEvent::ModelUnloaded { after_faults: self.fault_streak });
-                    self.fault_streak = 0;
-                }
-                BlockReport::default()
+                faulted = Some(kind);
             }
         }
-    }
-
-    fn mix(&mut self, output: &mut [f32]) {
-        let target = if self.current.bypass() { 0.0 } else { 1.0 };
-        if self.wet_gain == target {
-            output.copy_from_slice(if target == 0.0 { &self.dry } else { &self.wet });
+        let Some(kind) = faulted else {
+            self.fault_streak = 0;
             return;
-        }
-        let step = 1.0 / FADE_SAMPLES;
-        for ((y, wet), dry) in output.iter_mut().zip(self.wet.iter()).zip(self.dry.iter()) {
-            self.wet_gain = if target > self.wet_gain {
-                (self.wet_gain + step).min(target)
-            } else {
-                (self.wet_gain - step).max(target)
-            };
-            *y = self.wet_gain * wet + (1.0 - self.wet_gain) * dry;
+        };
+        self.meters.count_fault();
+        self.fault_streak += 1;
+        let _ = self.rings.events.push(RtEvent::Fault { kind, block: self.blocks });
+        if self.fault_streak >= MAX_CONSECUTIVE_FAULTS && self.rings.retired.slots() > 0 {
+            self.retire_model();
+            let _ = self.rings.events.push(RtEvent::ModelUnloaded { after_faults: self.fault_streak });
+            self.fault_streak = 0;
         }
     }
 
     /// Applies queued commands. A command that would retire a model waits in the ring while the
-    /// retire ring is full, so no model is ever dropped here.
+    /// retire ring is full, so no model is ever dropped here. The supervisor only sends models
+    /// loaded for this processor's number of voices (another would fault every block).
     fn take_commands(&mut self) {
         while self.rings.retired.slots() > 0 || self.model.is_none() {
             let Ok(command) = self.rings.commands.pop() else { return };
@@ -189,13 +241,19 @@ impl Processor {
                     let latency = new.latency();
                     self.retire_model();
                     self.model = Some(new);
-                    self.latency = latency.min(MAX_LATENCY);
-                    self.dry_line.delay = self.latency;
+                    self.set_latency(latency.min(MAX_LATENCY));
                     self.meters.set_model_loaded(true);
                     let _ = self.rings.events.push(RtEvent::ModelSwapped { block: self.blocks });
                 }
                 Command::Unload => self.retire_model(),
             }
+        }
+    }
+
+    fn set_latency(&mut self, latency: usize) {
+        self.latency = latency;
+        for voice in self.voices.iter_mut() {
+            voice.dry_line.delay = latency;
         }
     }
 
@@ -206,9 +264,28 @@ impl Processor {
                 self.model = Some(old);
                 return;
             }
-            self.latency = 0;
-            self.dry_line.delay = 0;
+            self.set_latency(0);
             self.meters.set_model_loaded(false);
+        }
+    }
+}
+
+impl Voice {
+    /// This voice's output: wet, dry (bypassed), or a crossfade on the way between them.
+    fn mix(&mut self, wet: &[f32], dry: &[f32], output: &mut [f32]) {
+        let target = if self.current.bypass() { 0.0 } else { 1.0 };
+        if self.wet_gain == target {
+            output.copy_from_slice(if target == 0.0 { dry } else { wet });
+            return;
+        }
+        let step = 1.0 / FADE_SAMPLES;
+        for ((y, wet), dry) in output.iter_mut().zip(wet).zip(dry) {
+            self.wet_gain = if target > self.wet_gain {
+                (self.wet_gain + step).min(target)
+            } else {
+                (self.wet_gain - step).max(target)
+            };
+            *y = self.wet_gain * wet + (1.0 - self.wet_gain) * dry;
         }
     }
 }

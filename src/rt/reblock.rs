@@ -8,29 +8,30 @@ use crate::BLOCK;
 
 /// The longest period served; longer ones pass through unprocessed.
 pub const MAX_PERIOD: usize = 8192;
+const PENDING: usize = MAX_PERIOD + BLOCK;
+const RING: usize = MAX_PERIOD + 2 * BLOCK;
 
-/// Preallocated FIFOs between periods of any length and fixed blocks.
+/// Preallocated FIFOs between periods of any length and fixed blocks, for `channels` channels
+/// that move in step. Buffers are planar: channel `c` of a period of `n` frames is
+/// `[c·n, (c+1)·n)`, and of a block `[c·BLOCK, (c+1)·BLOCK)`.
 pub struct Reblocker {
+    channels: usize,
+    /// `channels` rows of `PENDING` samples.
     pending: Box<[f32]>,
     pending_len: usize,
+    /// `channels` rows of `RING` samples, all read and written at the same positions.
     ring: Box<[f32]>,
     read: usize,
     queued: usize,
-    scratch: Box<[f32]>,
+    block_in: Box<[f32]>,
+    block_out: Box<[f32]>,
     delay: usize,
 }
 
 impl Default for Reblocker {
+    /// One channel.
     fn default() -> Self {
-        Reblocker {
-            pending: vec![0.0; MAX_PERIOD + BLOCK].into_boxed_slice(),
-            pending_len: 0,
-            ring: vec![0.0; MAX_PERIOD + 2 * BLOCK].into_boxed_slice(),
-            read: 0,
-            queued: 0,
-            scratch: vec![0.0; BLOCK].into_boxed_slice(),
-            delay: 0,
-        }
+        Reblocker::new(1)
     }
 }
 
@@ -39,6 +40,21 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 impl Reblocker {
+    pub fn new(channels: usize) -> Reblocker {
+        let channels = channels.max(1);
+        Reblocker {
+            channels,
+            pending: vec![0.0; channels * PENDING].into_boxed_slice(),
+            pending_len: 0,
+            ring: vec![0.0; channels * RING].into_boxed_slice(),
+            read: 0,
+            queued: 0,
+            block_in: vec![0.0; channels * BLOCK].into_boxed_slice(),
+            block_out: vec![0.0; channels * BLOCK].into_boxed_slice(),
+            delay: 0,
+        }
+    }
+
     /// Whether periods of this length can be served.
     pub fn supports(period: usize) -> bool {
         (1..=MAX_PERIOD).contains(&period)
@@ -50,7 +66,9 @@ impl Reblocker {
         self.delay = (BLOCK - gcd(period.max(1), BLOCK)) % BLOCK;
         self.pending_len = 0;
         self.read = 0;
-        self.ring[..self.delay].fill(0.0);
+        for row in self.ring.chunks_exact_mut(RING) {
+            row[..self.delay].fill(0.0);
+        }
         self.queued = self.delay;
     }
 
@@ -59,47 +77,69 @@ impl Reblocker {
         self.delay
     }
 
-    /// Moves one period through `block`, which is called once per full 512-sample block with
-    /// (input, output). `input` and `output` must be the same length, at most `MAX_PERIOD`.
+    /// Moves one period of every channel through `block`, which is called once per full block
+    /// with (input, output), both `channels × BLOCK`. `input` and `output` are `channels ×
+    /// frames` with frames at most `MAX_PERIOD`; anything else gives silence.
     pub fn process(&mut self, input: &[f32], output: &mut [f32], mut block: impl FnMut(&[f32], &mut [f32])) {
-        if input.len() != output.len() || input.len() > MAX_PERIOD {
+        let channels = self.channels;
+        let frames = input.len() / channels;
+        if input.len() != output.len() || input.len() % channels != 0 || frames > MAX_PERIOD {
             output.fill(0.0);
             return;
         }
-        if self.delay == 0 && input.len() % BLOCK == 0 && self.pending_len == 0 && self.queued == 0 {
-            for (i, o) in input.chunks_exact(BLOCK).zip(output.chunks_exact_mut(BLOCK)) {
-                block(i, o);
+        if self.delay == 0 && frames % BLOCK == 0 && self.pending_len == 0 && self.queued == 0 {
+            for start in (0..frames).step_by(BLOCK) {
+                for c in 0..channels {
+                    let from = c * frames + start;
+                    self.block_in[c * BLOCK..(c + 1) * BLOCK].copy_from_slice(&input[from..from + BLOCK]);
+                }
+                block(&self.block_in, &mut self.block_out);
+                for c in 0..channels {
+                    let to = c * frames + start;
+                    output[to..to + BLOCK].copy_from_slice(&self.block_out[c * BLOCK..(c + 1) * BLOCK]);
+                }
             }
             return;
         }
-        self.pending[self.pending_len..self.pending_len + input.len()].copy_from_slice(input);
-        self.pending_len += input.len();
+        for (row, channel) in self.pending.chunks_exact_mut(PENDING).zip(input.chunks_exact(frames)) {
+            row[self.pending_len..self.pending_len + frames].copy_from_slice(channel);
+        }
+        self.pending_len += frames;
         let mut start = 0;
         while self.pending_len - start >= BLOCK {
-            block(&self.pending[start..start + BLOCK], &mut self.scratch);
-            self.push_scratch();
+            for (c, row) in self.pending.chunks_exact(PENDING).enumerate() {
+                self.block_in[c * BLOCK..(c + 1) * BLOCK].copy_from_slice(&row[start..start + BLOCK]);
+            }
+            block(&self.block_in, &mut self.block_out);
+            self.push_block_out();
             start += BLOCK;
         }
-        self.pending.copy_within(start..self.pending_len, 0);
-        self.pending_len -= start;
-        for y in output.iter_mut() {
-            if self.queued == 0 {
-                // Unreachable with the primed delay; silence beats stale samples if it happens.
-                *y = 0.0;
-                continue;
-            }
-            *y = self.ring[self.read];
-            self.read = (self.read + 1) % self.ring.len();
-            self.queued -= 1;
+        for row in self.pending.chunks_exact_mut(PENDING) {
+            row.copy_within(start..self.pending_len, 0);
         }
+        self.pending_len -= start;
+        // Unreachable with the primed delay; silence beats stale samples if it happens.
+        let available = self.queued.min(frames);
+        for (row, channel) in self.ring.chunks_exact(RING).zip(output.chunks_exact_mut(frames)) {
+            let mut read = self.read;
+            for y in &mut channel[..available] {
+                *y = row[read];
+                read = (read + 1) % RING;
+            }
+            channel[available..].fill(0.0);
+        }
+        self.read = (self.read + available) % RING;
+        self.queued -= available;
     }
 
-    fn push_scratch(&mut self) {
-        let len = self.ring.len();
-        let mut write = (self.read + self.queued) % len;
-        for &x in self.scratch.iter() {
-            self.ring[write] = x;
-            write = (write + 1) % len;
+    fn push_block_out(&mut self) {
+        let write = (self.read + self.queued) % RING;
+        for (row, block) in self.ring.chunks_exact_mut(RING).zip(self.block_out.chunks_exact(BLOCK)) {
+            let mut at = write;
+            for &x in block {
+                row[at] = x;
+                at = (at + 1) % RING;
+            }
         }
         self.queued += BLOCK;
     }
@@ -127,6 +167,38 @@ mod tests {
             assert!(out[..delay].iter().all(|x| *x == 0.0), "period {period}");
             for (n, y) in out.iter().enumerate().skip(delay) {
                 assert_eq!(*y, (n - delay + 1) as f32, "period {period} at {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn channels_move_in_step_and_never_mix() {
+        for period in [256, 512, 1000, 1024] {
+            let mut r = Reblocker::new(3);
+            r.set_period(period);
+            let signal = |c: usize, n: usize| (c * 100_000 + n + 1) as f32;
+            let periods = 40;
+            let mut out = vec![vec![0.0; period * periods]; 3];
+            let mut block_calls = 0;
+            for p in 0..periods {
+                let input: Vec<f32> =
+                    (0..3).flat_map(|c| (0..period).map(move |i| signal(c, p * period + i))).collect();
+                let mut output = vec![0.0; input.len()];
+                r.process(&input, &mut output, |a, b| {
+                    b.copy_from_slice(a);
+                    block_calls += 1;
+                });
+                for c in 0..3 {
+                    out[c][p * period..(p + 1) * period].copy_from_slice(&output[c * period..(c + 1) * period]);
+                }
+            }
+            assert_eq!(block_calls, period * periods / BLOCK, "one call per block for all channels");
+            let delay = r.delay();
+            for (c, channel) in out.iter().enumerate() {
+                assert!(channel[..delay].iter().all(|x| *x == 0.0));
+                for (n, y) in channel.iter().enumerate().skip(delay) {
+                    assert_eq!(*y, signal(c, n - delay), "period {period}, channel {c}, sample {n}");
+                }
             }
         }
     }

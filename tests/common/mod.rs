@@ -327,44 +327,49 @@ impl OscClient {
     }
 }
 
-/// A JACK client that plays `signal` into the daemon and records its output; it also sends
-/// scheduled MIDI to the daemon's `midi_in` and records what comes out of its `midi_out`.
+/// A JACK client that plays a signal per channel into the daemon and records its output per
+/// channel; it also sends scheduled MIDI to the daemon's `midi_in` and records what comes out of
+/// its `midi_out`. Channel 0 is the only one unless made with [`TestClient::voices`].
 pub struct TestClient {
     client: jack::AsyncClient<(), Recorder>,
     pub rate: u32,
-    recorded: rtrb::Consumer<f32>,
+    recorded: Vec<rtrb::Consumer<f32>>,
     midi_recorded: rtrb::Consumer<(u64, [u8; 3])>,
 }
 
 pub struct Recorder {
-    out: jack::Port<jack::AudioOut>,
-    inp: jack::Port<jack::AudioIn>,
+    outs: Vec<jack::Port<jack::AudioOut>>,
+    inps: Vec<jack::Port<jack::AudioIn>>,
     midi_out: jack::Port<jack::MidiOut>,
     midi_in: jack::Port<jack::MidiIn>,
-    signal: Vec<f32>,
+    signals: Vec<Vec<f32>>,
     looping: bool,
     position: usize,
     /// (frame from the start, message), in frame order.
     schedule: Vec<(u64, [u8; 3])>,
     next_event: usize,
     frames: u64,
-    recorded: rtrb::Producer<f32>,
+    recorded: Vec<rtrb::Producer<f32>>,
     midi_recorded: rtrb::Producer<(u64, [u8; 3])>,
 }
 
 impl jack::ProcessHandler for Recorder {
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
-        for y in self.out.as_mut_slice(ps) {
-            *y = self.signal.get(self.position).copied().unwrap_or(0.0);
-            self.position += 1;
-            if self.looping && self.position == self.signal.len() {
-                self.position = 0;
+        let n = ps.n_frames() as usize;
+        for (out, signal) in self.outs.iter_mut().zip(&self.signals) {
+            for (i, y) in out.as_mut_slice(ps).iter_mut().enumerate() {
+                let position = self.position + i;
+                let position = if self.looping { position % signal.len().max(1) } else { position };
+                *y = signal.get(position).copied().unwrap_or(0.0);
             }
         }
-        for x in self.inp.as_slice(ps) {
-            let _ = self.recorded.push(*x);
+        self.position += n;
+        for (inp, recorded) in self.inps.iter().zip(self.recorded.iter_mut()) {
+            for x in inp.as_slice(ps) {
+                let _ = recorded.push(*x);
+            }
         }
-        let n = u64::from(ps.n_frames());
+        let n = n as u64;
         let mut writer = self.midi_out.writer(ps);
         while let Some((frame, bytes)) = self.schedule.get(self.next_event).copied() {
             if frame >= self.frames + n {
@@ -399,56 +404,86 @@ impl TestClient {
         schedule: Vec<(u64, [u8; 3])>,
         max_seconds: usize,
     ) -> TestClient {
-        let (client, [play, rec, midi_play, midi_rec]) = TestClient::activate(signal, looping, schedule, max_seconds);
+        let (client, ports) = TestClient::activate(vec![signal], looping, schedule, max_seconds);
         let c = client.client.as_client();
-        c.connect_ports_by_name(&play, &format!("{target}:in")).unwrap();
-        c.connect_ports_by_name(&format!("{target}:out"), &rec).unwrap();
-        c.connect_ports_by_name(&midi_play, &format!("{target}:midi_in")).unwrap();
-        c.connect_ports_by_name(&format!("{target}:midi_out"), &midi_rec).unwrap();
+        c.connect_ports_by_name(&ports.play[0], &format!("{target}:in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:out"), &ports.rec[0]).unwrap();
+        c.connect_ports_by_name(&ports.midi_play, &format!("{target}:midi_in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:midi_out"), &ports.midi_rec).unwrap();
         client
     }
 
     /// Plays `signal` in a loop into the port `play_into` and records the port `record_from`
     /// (any ports, e.g. a netjack2 master's `to_slave_1` / `from_slave_1`).
     pub fn between(play_into: &str, record_from: &str, signal: Vec<f32>, max_seconds: usize) -> TestClient {
-        let (client, [play, rec, ..]) = TestClient::activate(signal, true, Vec::new(), max_seconds);
+        let (client, ports) = TestClient::activate(vec![signal], true, Vec::new(), max_seconds);
         let c = client.client.as_client();
-        c.connect_ports_by_name(&play, play_into).unwrap();
-        c.connect_ports_by_name(record_from, &rec).unwrap();
+        c.connect_ports_by_name(&ports.play[0], play_into).unwrap();
+        c.connect_ports_by_name(record_from, &ports.rec[0]).unwrap();
         client
     }
 
-    /// An active client on the current server, connected to nothing; returns it and its
-    /// ports' full names: play, rec, midi_play, midi_rec.
+    /// Plays `signals[K-1]` in a loop into the daemon's `in_K` and records its `out_K` as
+    /// channel K-1, for a daemon with that many voices; `schedule` goes to its `midi_in`.
+    pub fn voices(
+        target: &str,
+        signals: Vec<Vec<f32>>,
+        schedule: Vec<(u64, [u8; 3])>,
+        max_seconds: usize,
+    ) -> TestClient {
+        let (client, ports) = TestClient::activate(signals, true, schedule, max_seconds);
+        let c = client.client.as_client();
+        for (k, (play, rec)) in ports.play.iter().zip(&ports.rec).enumerate() {
+            c.connect_ports_by_name(play, &format!("{target}:in_{}", k + 1)).unwrap();
+            c.connect_ports_by_name(&format!("{target}:out_{}", k + 1), rec).unwrap();
+        }
+        c.connect_ports_by_name(&ports.midi_play, &format!("{target}:midi_in")).unwrap();
+        c.connect_ports_by_name(&format!("{target}:midi_out"), &ports.midi_rec).unwrap();
+        client
+    }
+
+    /// An active client on the current server with one play and one record port per signal,
+    /// connected to nothing.
     fn activate(
-        signal: Vec<f32>,
+        signals: Vec<Vec<f32>>,
         looping: bool,
         schedule: Vec<(u64, [u8; 3])>,
         max_seconds: usize,
-    ) -> (TestClient, [String; 4]) {
+    ) -> (TestClient, TestPorts) {
         let name = unique("at-test");
         let server = current_server().clone();
         let client = autotuned::audio::jack::open_client(&name, &server).expect("test JACK client");
-        let out = client.register_port("play", jack::AudioOut::default()).unwrap();
-        let inp = client.register_port("rec", jack::AudioIn::default()).unwrap();
+        let channels = signals.len();
+        let outs: Vec<_> = (0..channels)
+            .map(|k| client.register_port(&format!("play_{k}"), jack::AudioOut::default()).unwrap())
+            .collect();
+        let inps: Vec<_> = (0..channels)
+            .map(|k| client.register_port(&format!("rec_{k}"), jack::AudioIn::default()).unwrap())
+            .collect();
         let midi_out = client.register_port("midi_play", jack::MidiOut::default()).unwrap();
         let midi_in = client.register_port("midi_rec", jack::MidiIn::default()).unwrap();
         let rate = client.sample_rate();
-        let (producer, recorded) = rtrb::RingBuffer::new(rate as usize * max_seconds);
+        let (producers, recorded): (Vec<_>, Vec<_>) =
+            (0..channels).map(|_| rtrb::RingBuffer::new(rate as usize * max_seconds)).unzip();
         let (midi_producer, midi_recorded) = rtrb::RingBuffer::new(1024);
-        let ports = [out.name().unwrap(), inp.name().unwrap(), midi_out.name().unwrap(), midi_in.name().unwrap()];
+        let ports = TestPorts {
+            play: outs.iter().map(|p| p.name().unwrap()).collect(),
+            rec: inps.iter().map(|p| p.name().unwrap()).collect(),
+            midi_play: midi_out.name().unwrap(),
+            midi_rec: midi_in.name().unwrap(),
+        };
         let recorder = Recorder {
-            out,
-            inp,
+            outs,
+            inps,
             midi_out,
             midi_in,
-            signal,
+            signals,
             looping,
             position: 0,
             schedule,
             next_event: 0,
             frames: 0,
-            recorded: producer,
+            recorded: producers,
             midi_recorded: midi_producer,
         };
         let active = client.activate_async((), recorder).unwrap();
@@ -458,12 +493,28 @@ impl TestClient {
     /// Waits until `seconds` of audio more have been recorded, and returns everything so far.
     pub fn record(&mut self, seconds: f32, into: &mut Vec<f32>) {
         let want = into.len() + (seconds * self.rate as f32) as usize;
+        let recorded = &mut self.recorded[0];
         wait_for(Duration::from_secs_f32(seconds * 4.0 + 10.0), "recorded audio", || {
-            while let Ok(x) = self.recorded.pop() {
+            while let Ok(x) = recorded.pop() {
                 into.push(x);
             }
             into.len() >= want
         });
+    }
+
+    /// Records `seconds` of every channel.
+    pub fn record_all(&mut self, seconds: f32) -> Vec<Vec<f32>> {
+        let want = (seconds * self.rate as f32) as usize;
+        let mut channels = vec![Vec::new(); self.recorded.len()];
+        wait_for(Duration::from_secs_f32(seconds * 4.0 + 10.0), "recorded audio", || {
+            for (into, recorded) in channels.iter_mut().zip(self.recorded.iter_mut()) {
+                while let Ok(x) = recorded.pop() {
+                    into.push(x);
+                }
+            }
+            channels.iter().all(|c| c.len() >= want)
+        });
+        channels
     }
 
     /// The capture latency range JACK reports for a port (as `jack_port_get_latency_range`).
@@ -480,6 +531,14 @@ impl TestClient {
     pub fn close(self) {
         let _ = self.client.deactivate();
     }
+}
+
+/// Full names of a [`TestClient`]'s ports.
+struct TestPorts {
+    play: Vec<String>,
+    rec: Vec<String>,
+    midi_play: String,
+    midi_rec: String,
 }
 
 /// A signal that does not repeat within 10 007 samples, so only the true alignment matches.

@@ -1,0 +1,87 @@
+//! Many voices in one node, end to end: the daemon with `[jack] voices` under a private jackd,
+//! one ONNX Runtime run per block for all of them, each voice with its own ports, parameters and
+//! meters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rosc::OscType;
+
+/// Hz of MIDI note `note` at A4 = 440 Hz.
+fn note_hz(note: f32) -> f32 {
+    440.0 * 2f32.powf((note - 69.0) / 12.0)
+}
+
+#[test]
+fn four_voices_each_land_on_their_own_transposed_target() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let config = root().join("config/autotuned.toml");
+    // Voice 2's transpose comes from its [voice.2] setting, 3 and 4 from their OSC addresses.
+    // Formants follow the pitch: a sine's "formant" is its own frequency, so with formants kept
+    // a transposed sine's strongest partial is not its fundamental and zero crossings mislead.
+    let extra = ["jack.voices=4", "voice.2.transpose=3", "tuning.formant_preserve=0"];
+    let daemon = Daemon::start(&server, Some(&config), &extra, &[]);
+    let osc = OscClient::new();
+    osc.send(daemon.osc, "/autotune/voice/3/transpose", vec![OscType::Float(-5.0)]);
+    osc.send(daemon.osc, "/autotune/voice/4/transpose", vec![OscType::Float(7.0)]);
+    let transposes = [0.0, 3.0, -5.0, 7.0];
+    for (k, transpose) in transposes.iter().enumerate() {
+        let reply = osc.request(daemon.osc, &format!("/autotune/voice/{}/transpose", k + 1), vec![]).unwrap();
+        assert_eq!(reply.args, vec![OscType::Float(*transpose)], "voice {}", k + 1);
+    }
+    let status = daemon.status();
+    assert_eq!(status[13], OscType::Int(4), "the status reports the voices: {status:?}");
+
+    // Each voice sings a different note, off by a different amount (auto mode, chromatic).
+    let sung = [(57.0, 30.0), (55.0, -25.0), (59.0, 20.0), (52.0, -35.0)];
+    let (signals, heard): (Vec<Vec<f32>>, Vec<f32>) =
+        sung.iter().map(|(note, cents)| looping_tone(note_hz(*note) * 2f32.powf(cents / 1200.0), 0.3)).unzip();
+    let mut client = TestClient::voices(&daemon.client, signals, Vec::new(), 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let recorded = client.record_all(3.0);
+    client.close();
+
+    for (k, ((output, (note, _)), transpose)) in recorded.iter().zip(&sung).zip(&transposes).enumerate() {
+        let tail = &output[output.len() - RATE as usize..];
+        assert!(tail.iter().all(|x| x.is_finite()));
+        let target = note_hz(note + transpose);
+        let measured = median_hz(tail);
+        let error = cents(measured, target);
+        println!("voice {}: sung {:.2} Hz, out {measured:.2} Hz, {error:+.2} c from {target:.2} Hz", k + 1, heard[k]);
+        assert!(
+            error.abs() <= 5.0,
+            "voice {}: sung {:.2} Hz, out {measured:.2} Hz, {error:.2} cents from its target {target:.2} Hz",
+            k + 1,
+            heard[k]
+        );
+    }
+}
+
+#[test]
+fn per_voice_midi_channels_drive_and_report_their_own_voice() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let extra = ["jack.voices=2", "midi.channels=per_voice", "tuning.mode=midi", "tuning.formant_preserve=0"];
+    let daemon = Daemon::start(&server, None, &extra, &[]);
+    // Channel 1 holds A3 for voice 1, channel 2 holds D4 for voice 2; both sing the same tone.
+    let second = u64::from(RATE);
+    let schedule = vec![(second / 4, [0x90, 57, 100]), (second / 4, [0x91, 62, 100])];
+    let (tone, _) = looping_tone(250.0, 0.3);
+    let mut client = TestClient::voices(&daemon.client, vec![tone.clone(), tone], schedule, 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let recorded = client.record_all(3.0);
+    let midi = client.midi_received();
+    client.close();
+
+    for (k, target) in [(0, note_hz(57.0)), (1, note_hz(62.0))] {
+        let measured = median_hz(&recorded[k][recorded[k].len() - RATE as usize..]);
+        println!("voice {}: out {measured:.2} Hz, target {target:.2} Hz", k + 1);
+        assert!(cents(measured, target).abs() <= 5.0, "voice {}: {measured:.2} Hz, target {target:.2} Hz", k + 1);
+    }
+    let note_ons: Vec<[u8; 2]> =
+        midi.iter().filter(|(_, m)| m[0] & 0xf0 == 0x90 && m[2] > 0).map(|(_, m)| [m[0], m[1]]).collect();
+    assert!(note_ons.contains(&[0x90, 57]) && note_ons.contains(&[0x91, 62]), "note-ons sent: {note_ons:?}");
+}
