@@ -93,9 +93,10 @@ docs:
 bench: deps
 	cargo bench
 
-# The whole daemon under a private jackd (44.1 kHz / 512) for 60 s: CPU, callback times, RSS.
+# The whole daemon under a private jackd (44.1 kHz / 512) for 60 s (BENCH_SECONDS) per voice count
+# in VOICES (e.g. VOICES=1,8,32), ROUNDS times: CPU, callback times, xruns, RSS.
 bench-daemon: deps jack-stale
-	cargo test --release --test bench_daemon daemon_cost -- --ignored --nocapture
+	VOICES=$(or $(VOICES),1) ROUNDS=$(or $(ROUNDS),1) cargo test --release --test bench_daemon daemon_cost -- --ignored --nocapture
 
 # ONNX Runtime's (and everyone's) mallocs on the JACK thread per callback, via LD_PRELOAD.
 malloc-count: deps jack-stale target/malloc_count.so

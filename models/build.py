@@ -158,11 +158,15 @@ def build(sample_rate):
     buf = g.Concat("history", block, axis=1)                                  # [V, H + N]
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
+    # linked voices are analysed on their mix (voice_mix [V, V]; identity: each voice alone), so
+    # they take the same decisions; the grains read each voice's own buf
+    analysed = g.MatMul("voice_mix", buf)
+
     # 2. YIN on the time-reversed, 8x decimated signal, where a lag is an index. The cross term
     # is one MatMul with the lagged copies of the signal as a matrix [BD, M + 1], dec[t + lag]: the
     # signal tiled BD + 1 times and read in rows one sample longer than it, so each row starts a
     # sample later (a Conv cannot take a per-voice kernel).
-    rev = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
+    rev = g.Slice(analysed, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
     dec = g.Conv(g.Reshape(rev, g.ints(-1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
                  strides=[R.DEC])                                                # [V, 1, M]
     M = c.dec_len
@@ -190,8 +194,10 @@ def build(sample_rate):
     half_lags = lags // 2
     rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
-    lagged = g.Reshape(g.GatherElements(buf, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(-1, lags, N))
-    d = g.ReduceSumSquare(g.Sub(lagged, g.Reshape(block, g.ints(-1, 1, N))), axes=[2], keepdims=0)  # [V, lags]
+    lagged = g.Reshape(g.GatherElements(analysed, g.Sub(g.const(rows, np.int64), i4), axis=1),
+                       g.ints(-1, lags, N))
+    analysed_block = g.Reshape(g.slice(analysed, H, H + N), g.ints(-1, 1, N))
+    d = g.ReduceSumSquare(g.Sub(lagged, analysed_block), axes=[2], keepdims=0)                  # [V, lags]
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):
@@ -493,7 +499,7 @@ def build(sample_rate):
     inputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
         ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_mask", 12), ("tuning_hz", 1),
         ("retune_ms", 1), ("transpose", 1), ("formant_preserve", 1), ("formant_shift", 1), ("history", H),
-        ("state", R.STATE_LEN)]]
+        ("state", R.STATE_LEN)]] + [helper.make_tensor_value_info("voice_mix", f32, [voices, voices])]
     outputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
         ("corrected_audio", N), ("confidence", 1), ("detected_pitch", 1), ("applied_target_hz", 1),
         ("history_out", H), ("state_out", R.STATE_LEN)]]
@@ -505,7 +511,8 @@ def build(sample_rate):
     defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),
-                "history": np.zeros((1, H), np.float32), "state": unfed_state}
+                "history": np.zeros((1, H), np.float32), "state": unfed_state,
+                "voice_mix": np.ones((1, 1), np.float32)}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

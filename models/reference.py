@@ -235,9 +235,17 @@ class Reference:
         self.history = np.zeros(HISTORY, F)
         self.state = np.zeros(STATE_LEN, F)
 
+    def buffer(self, block):
+        """[history | block] as this block will see it: what `process` analyses and reads from."""
+        return np.concatenate([self.history, np.clip(np.asarray(block, F), -AUDIO_LIMIT, AUDIO_LIMIT)])
+
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
-                retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0):
-        """Returns (corrected block, confidence, detected_pitch, applied_target_hz)."""
+                retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0, analysed=None):
+        """Returns (corrected block, confidence, detected_pitch, applied_target_hz).
+
+        `analysed` is the buffer pitch and voicing are found on, if not this voice's own
+        `buffer(block)`: for linked voices, the voice_mix row's mix of the group's buffers, so that
+        they are all corrected by the same decisions; the grains still read this voice's own."""
         c = self.c
         mask = np.ones(12, F) if scale_mask is None else np.asarray(scale_mask, F)
         target_pitch, strength = F(target_pitch), np.clip(F(strength), F(0.0), F(1.0))
@@ -249,11 +257,11 @@ class Reference:
         s = self.state
         n = np.arange(BLOCK, dtype=F)
         ramp = (n + F(1.0)) / F(BLOCK)
-        buf = np.concatenate([self.history, np.clip(np.asarray(block, F), -AUDIO_LIMIT, AUDIO_LIMIT)])
+        buf = self.buffer(block)
         ln_sr = np.log(c.sr)
 
         # 2. pitch and voicing of this block
-        est, aperiodicity, e0 = yin(buf, c)
+        est, aperiodicity, e0 = yin(buf if analysed is None else np.asarray(analysed, F), c)
         v_blk = voicing(aperiodicity, e0)
         voiced = v_blk >= F(0.5)
 

@@ -128,7 +128,7 @@ def test_contract_and_metadata(rate):
     sess = stream.session(path_for(rate))
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
     assert {"audio_buffer", "target_pitch", "correction_strength", "scale_mask", "tuning_hz", "retune_ms",
-            "transpose", "formant_preserve", "formant_shift", "history", "state"} == names
+            "transpose", "formant_preserve", "formant_shift", "history", "state", "voice_mix"} == names
     outputs = {o.name for o in sess.get_outputs()}
     assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
             "state_out"} == outputs
@@ -171,6 +171,7 @@ def test_voices_are_independent_rows(rate):
     alone = [stream.run(sess, s, **c)[0] for s, c in zip(signals, controls)]
     per_voice = [stream.feeds(sess, **c) for c in controls]
     batch = {name: np.concatenate([f[name] for f in per_voice]) for name in per_voice[0]}
+    batch["voice_mix"] = np.eye(3, dtype=np.float32)
     together = []
     for b in range(len(signals[0]) // BLOCK):
         batch["audio_buffer"] = np.stack([s[b * BLOCK:(b + 1) * BLOCK] for s in signals])
@@ -180,3 +181,36 @@ def test_voices_are_independent_rows(rate):
     for voice in range(3):
         assert np.max(np.abs(together[voice] - alone[voice])) <= 1e-5, f"voice {voice}"
         assert np.sqrt(np.mean(alone[voice] ** 2)) > 0.01
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_linked_voices_are_analysed_on_their_mix_and_corrected_alike(rate):
+    """A voice and the same voice with another singer's bleed at -20 dB, linked by voice_mix:
+    the graph matches the reference fed the group's mix, and both rows take the same decisions."""
+    lead = voices.render(voices.steady(196.0, 1.0, rate, vibrato_cents=30.0), rate, vowel="a", seed=4)
+    other = voices.render(voices.steady(262.0, 1.0, rate), rate, vowel="o", seed=5)
+    signals = [lead, lead + 0.1 * other[:len(lead)]]
+    mix = np.full((2, 2), 0.5, np.float32)
+    sess = stream.session(path_for(rate))
+    names = [o.name for o in sess.get_outputs()]
+    controls = {"transpose": 2.0}
+    batch = {name: np.concatenate([value] * 2) for name, value in stream.feeds(sess, **controls).items()}
+    batch["voice_mix"] = mix
+    refs = [Reference(rate), Reference(rate)]
+    worst = 0.0
+    for b in range(len(lead) // BLOCK):
+        blocks = [s[b * BLOCK:(b + 1) * BLOCK].astype(np.float32) for s in signals]
+        batch.update(audio_buffer=np.stack(blocks), history=np.stack([r.history for r in refs]),
+                     state=np.stack([r.state for r in refs]))
+        got = dict(zip(names, sess.run(names, batch)))
+        buffers = [r.buffer(x) for r, x in zip(refs, blocks)]
+        analysed = (mix @ np.stack(buffers)).astype(np.float32)
+        for voice, (r, x) in enumerate(zip(refs, blocks)):
+            expected, confidence, detected, applied = r.process(x, analysed=analysed[voice], **controls)
+            worst = max(worst, float(np.abs(got["corrected_audio"][voice] - expected).max()))
+            assert abs(got["detected_pitch"][voice, 0] - detected) <= 1e-2
+            assert abs(got["applied_target_hz"][voice, 0] - applied) <= 1e-2
+        assert got["detected_pitch"][0, 0] == got["detected_pitch"][1, 0]
+        assert got["applied_target_hz"][0, 0] == got["applied_target_hz"][1, 0]
+        np.testing.assert_array_equal(got["state_out"][0, :R.S_HEADS], got["state_out"][1, :R.S_HEADS])
+    assert worst <= 1e-3, f"max abs diff {worst}"

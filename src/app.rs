@@ -66,6 +66,8 @@ struct Supervisor<'a> {
     has_model: bool,
     /// That model's latency, samples.
     model_latency: u32,
+    /// `[jack] link` as read at start (0-based voices), like the ports it refers to.
+    links: Vec<Vec<usize>>,
 }
 
 /// Pings systemd's watchdog every `WATCHDOG_USEC / 2`, whatever the supervisor is doing.
@@ -138,8 +140,12 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     // known once a server answers (another model in the directory may serve that rate).
     let configured = settings.model_path();
     let voices = settings.jack.voices;
+    let links = settings.link_groups().map_err(anyhow::Error::msg)?;
     let (_, contract) =
         runtime.load_voices(&configured, None, voices).context("the configured model (model.dir / model.file)")?;
+    if !links.is_empty() && contract.slots.voice_mix.is_none() {
+        anyhow::bail!("{}: [jack] link needs a model with a voice_mix input", configured.display());
+    }
     log::info!("model {}: {} {}, {} Hz", configured.display(), contract.name, contract.version, contract.sample_rate);
     let status = Arc::new(Status::default());
     let meters = Arc::new(Meters::new(voices));
@@ -179,6 +185,7 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
         period: 0,
         has_model: false,
         model_latency: 0,
+        links,
     };
     supervisor.run();
 
@@ -396,7 +403,14 @@ impl Supervisor<'_> {
             Some(name) => model_in_dir(&self.settings.model.dir, name).map_err(|e| format!("model refused: {e}"))?,
         };
         let voices = self.controls.voices();
+        let links = !self.links.is_empty();
         let first = match self.runtime.load_voices(&path, Some(self.server_rate), voices) {
+            Ok((_, contract)) if links && contract.slots.voice_mix.is_none() => {
+                return Err(format!(
+                    "model refused: {}: [jack] link needs a model with a voice_mix input",
+                    path.display()
+                ));
+            }
             Ok(loaded) => return Ok((self.take(&path, loaded), None)),
             Err(e) => e,
         };
@@ -406,7 +420,8 @@ impl Supervisor<'_> {
                 if other == path {
                     continue;
                 }
-                if let Ok(loaded) = self.runtime.load_voices(&other, Some(self.server_rate), voices) {
+                let loaded = self.runtime.load_voices(&other, Some(self.server_rate), voices).ok();
+                if let Some(loaded) = loaded.filter(|(_, contract)| !links || contract.slots.voice_mix.is_some()) {
                     let reason = format!("{first}; using {} instead", other.display());
                     return Ok((self.take(&other, loaded), Some(reason)));
                 }
@@ -415,7 +430,8 @@ impl Supervisor<'_> {
         Err(first.to_string())
     }
 
-    fn take(&mut self, path: &Path, (inference, contract): (Inference, Contract)) -> Inference {
+    fn take(&mut self, path: &Path, (mut inference, contract): (Inference, Contract)) -> Inference {
+        inference.link(&self.links);
         let (_, lacks) = contract.features();
         log::info!(
             "model {} {} from {}: {} Hz, latency {} samples{}",

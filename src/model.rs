@@ -59,7 +59,7 @@ pub enum ModelError {
     Missing { path: PathBuf, kind: &'static str, name: &'static str, what: &'static str },
     #[error(
         "{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
-             (audio_buffer, target_pitch, correction_strength, {}, \
+             (audio_buffer, target_pitch, correction_strength, {}, voice_mix, \
              and state inputs X that have an output X_out)",
         parameter_inputs().join(", ")
     )]
@@ -174,6 +174,7 @@ enum InputRole {
     Strength,
     Parameter(Id),
     State,
+    VoiceMix,
 }
 
 /// What a model offers, as found at load.
@@ -204,6 +205,7 @@ impl Contract {
             ("detected_pitch", s.detected.is_some()),
             ("applied_target_hz", s.applied_target.is_some()),
             ("state", !s.state.is_empty()),
+            ("voice_mix", s.voice_mix.is_some()),
         ]);
         let has = all.iter().filter(|(_, h)| *h).map(|(n, _)| *n).collect();
         let lacks = all.iter().filter(|(_, h)| !*h).map(|(n, _)| *n).collect();
@@ -315,6 +317,19 @@ fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
     }
     inference.reset_state();
     Ok(())
+}
+
+/// The optional input that mixes voices for analysis: [voices, voices], both axes the voice axis.
+const VOICE_MIX: &str = "voice_mix";
+
+/// `voice_mix`'s shape: both axes dynamic (resolved to `voices`), or a fixed [1, 1].
+fn square_shape(path: &Path, name: &str, dtype: &ValueType, voices: usize) -> Result<(Vec<usize>, bool), ModelError> {
+    let ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } = dtype else {
+        return tensor_shape(path, name, dtype, voices);
+    };
+    let dynamic = shape.len() == 2 && shape.iter().all(|d| *d <= 0);
+    let resolved = shape.iter().map(|&d| if d > 0 { d as usize } else { voices }).collect();
+    Ok((resolved, dynamic))
 }
 
 /// A tensor's shape with a dynamic first axis resolved to `voices`, and whether it was dynamic.
@@ -431,12 +446,17 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
     let mut roles = Vec::new();
     let mut batched = true;
     for (name, dtype) in &declared {
-        let (shape, dynamic) = tensor_shape(path, name, dtype, voices)?;
+        let (shape, dynamic) = if name == VOICE_MIX {
+            square_shape(path, name, dtype, voices)?
+        } else {
+            tensor_shape(path, name, dtype, voices)?
+        };
         batched &= dynamic;
         let role = match (name.as_str(), by_model_input(name)) {
             ("audio_buffer", _) => InputRole::Audio,
             ("target_pitch", _) => InputRole::Target,
             ("correction_strength", _) => InputRole::Strength,
+            (VOICE_MIX, _) => InputRole::VoiceMix,
             (_, Some(id)) => InputRole::Parameter(id),
             _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
             _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
@@ -450,6 +470,7 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
                 expect_shape(path, name, &shape, &[voices, 12])?
             }
             InputRole::State => expect_shape(path, name, &shape, &outputs_by_name[&format!("{name}_out")])?,
+            InputRole::VoiceMix => expect_shape(path, name, &shape, &[voices, voices])?,
             _ => expect_shape(path, name, &shape, &[voices, 1])?,
         }
         inputs.push((name.clone(), shape));
@@ -499,6 +520,7 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
         detected,
         applied_target,
         state,
+        voice_mix: find(InputRole::VoiceMix),
     };
     let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));
     let version = meta.get("version").cloned().unwrap_or_else(|| "unversioned".into());

@@ -69,7 +69,7 @@ pub const MAX_VOICES: usize = 64;
 /// Sections whose keys are typed fields here rather than parameter-table rows.
 const TYPED_SECTIONS: [&str; 4] = ["jack", "model", "osc", "log"];
 /// Keys whose value is a list: comma-separated in `AUTOTUNED_*` variables and `--set`.
-const LIST_KEYS: [&str; 3] = ["jack.connect_inputs", "jack.connect_outputs", "osc.allow"];
+const LIST_KEYS: [&str; 4] = ["jack.connect_inputs", "jack.connect_outputs", "jack.link", "osc.allow"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -131,6 +131,9 @@ pub struct JackSettings {
     pub connect_outputs: Vec<String>,
     /// Voices the node corrects, each with its own ports, in one model run per block.
     pub voices: usize,
+    /// Groups of voices (1-based) analysed together and corrected alike, each "1+2" (in the file
+    /// `[[1, 2]]`).
+    pub link: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -171,6 +174,7 @@ impl Default for JackSettings {
             connect_inputs: vec![],
             connect_outputs: vec![],
             voices: 1,
+            link: vec![],
         }
     }
 }
@@ -325,7 +329,15 @@ fn flatten(
         match value.kind {
             ValueKind::Table(inner) => flatten(key, inner, out)?,
             ValueKind::Array(items) => {
-                let items = items.into_iter().map(|v| v.into_string().map_err(|e| format!("`{key}`: {e}")));
+                // An inner array (a `[jack] link` group) becomes one item, its elements joined by '+'.
+                let item = |v: config::Value| match v.kind {
+                    ValueKind::Array(inner) => {
+                        let inner = inner.into_iter().map(|v| v.into_string()).collect::<Result<Vec<_>, _>>();
+                        inner.map(|parts| parts.join("+"))
+                    }
+                    _ => v.into_string(),
+                };
+                let items = items.into_iter().map(|v| item(v).map_err(|e| format!("`{key}`: {e}")));
                 let items = items.collect::<Result<_, _>>()?;
                 out.push((key, Raw::List(items)));
             }
@@ -484,6 +496,9 @@ impl Settings {
         if !(1..=MAX_VOICES).contains(&self.jack.voices) {
             return fail("jack.voices", &self.jack.voices, &format!("must be in 1..={MAX_VOICES}"));
         }
+        if let Err(reason) = self.link_groups() {
+            return fail("jack.link", &format!("{:?}", self.jack.link), &reason);
+        }
         if let Some(voice) = self.voice_overrides.keys().find(|k| **k > self.jack.voices) {
             let key = format!("voice.{voice}");
             return fail(&key, voice, &format!("there is no voice {voice}: [jack] voices is {}", self.jack.voices));
@@ -513,6 +528,30 @@ impl Settings {
             self.model.onnxruntime =
                 absolute("model.onnxruntime", Path::new(&self.model.onnxruntime)).display().to_string();
         }
+    }
+
+    /// The `[jack] link` groups as 0-based voice indices: each of two or more voices that exist,
+    /// no voice in two groups.
+    pub fn link_groups(&self) -> Result<Vec<Vec<usize>>, String> {
+        let mut seen = vec![false; self.jack.voices];
+        let mut groups = Vec::new();
+        for group in &self.jack.link {
+            let voices: Vec<usize> = group
+                .split('+')
+                .map(|v| v.trim().parse::<usize>().ok().filter(|k| (1..=self.jack.voices).contains(k)))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("group {group:?} must list voices 1..={} ([jack] voices)", self.jack.voices))?;
+            if voices.len() < 2 {
+                return Err(format!("group {group:?} must link two or more voices"));
+            }
+            for &k in &voices {
+                if std::mem::replace(&mut seen[k - 1], true) {
+                    return Err(format!("voice {k} is in two groups"));
+                }
+            }
+            groups.push(voices.into_iter().map(|k| k - 1).collect());
+        }
+        Ok(groups)
     }
 
     /// Every voice's start-up parameters: `[tuning]` and `[midi]`, then its `[voice.K]` table.

@@ -54,42 +54,76 @@ fn number(args: &[OscType], i: usize) -> f64 {
     }
 }
 
-/// A running daemon with a sung tone going through it.
-fn running(env: &[(&str, &str)]) -> (JackServer, Daemon, TestClient) {
+/// A running daemon of `voices` voices with a sung tone (a different one per voice) going
+/// through each.
+fn running(voices: usize, env: &[(&str, &str)]) -> (JackServer, Daemon, TestClient) {
     let server = JackServer::start_realtime(RATE, 512);
-    let daemon = Daemon::start(&server, None, &[], env);
-    let (tone, _) = looping_tone(196.0 * 2f32.powf(35.0 / 1200.0), 0.3);
-    let client = TestClient::start(&daemon.client, tone, 2);
+    let setting = format!("jack.voices={voices}");
+    let daemon = Daemon::start(&server, None, &[&setting], env);
+    let tone = |k: usize| looping_tone(196.0 * 2f32.powf((35.0 + 7.0 * k as f32) / 1200.0), 0.3).0;
+    let client = if voices == 1 {
+        TestClient::start(&daemon.client, tone(0), 2)
+    } else {
+        TestClient::voices(&daemon.client, (0..voices).map(tone).collect(), Vec::new(), 2)
+    };
     (server, daemon, client)
 }
 
-#[test]
-#[ignore = "a minute of measurement; run with `make bench-daemon`"]
-fn daemon_cost() {
-    let _jack = jack_lock();
-    let extra = std::env::var("BENCH_ENV").unwrap_or_default();
-    let env: Vec<(&str, &str)> = extra.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
-    let (_server, daemon, client) = running(&env);
+/// What one measurement of a running daemon gave.
+struct Cost {
+    cpu_percent: f64,
+    status: Vec<OscType>,
+    memory: (f64, f64, f64, f64),
+}
+
+fn measure(voices: usize, env: &[(&str, &str)]) -> Cost {
+    let (_server, daemon, client) = running(voices, env);
     let pid = daemon.child.id();
     std::thread::sleep(Duration::from_secs(5));
     let (ticks, start) = (cpu_ticks(pid), Instant::now());
     std::thread::sleep(Duration::from_secs(seconds()));
     // SAFETY: sysconf has no preconditions.
     let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu = (cpu_ticks(pid) - ticks) as f64 / tick_hz / start.elapsed().as_secs_f64() * 100.0;
+    let cpu_percent = (cpu_ticks(pid) - ticks) as f64 / tick_hz / start.elapsed().as_secs_f64() * 100.0;
     let status = daemon.status();
-    let (rss, pss, private, jack) = memory_mib(pid);
+    let memory = memory_mib(pid);
     client.close();
-    println!(
-        "daemon over {} s: CPU {cpu:.2} % of one core; callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB = JACK's shared segment {jack:.1} + the daemon's own {:.1} (PSS {pss:.1}, private {private:.1}); xruns {}",
-        seconds(),
-        number(&status, 9),
-        number(&status, 10),
-        number(&status, 11),
-        number(&status, 12),
-        rss - jack,
-        number(&status, 3),
-    );
+    Cost { cpu_percent, status, memory }
+}
+
+/// `VOICES=1,8,32` (default 1) measured in turn, `ROUNDS` times (default 1), so that a VM whose
+/// speed drifts is compared within a round; each round prints every count's CPU against the
+/// first one's.
+#[test]
+#[ignore = "a minute of measurement per voice count; run with `make bench-daemon`"]
+fn daemon_cost() {
+    let _jack = jack_lock();
+    let extra = std::env::var("BENCH_ENV").unwrap_or_default();
+    let env: Vec<(&str, &str)> = extra.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+    let counts: Vec<usize> = std::env::var("VOICES")
+        .unwrap_or_else(|_| "1".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("VOICES is a comma-separated list of voice counts"))
+        .collect();
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    for round in 1..=rounds {
+        let mut first_cpu = None;
+        for &voices in &counts {
+            let Cost { cpu_percent: cpu, status, memory: (rss, pss, private, jack) } = measure(voices, &env);
+            let base = *first_cpu.get_or_insert(cpu);
+            println!(
+                "round {round}, {voices} voices, over {} s: CPU {cpu:.2} % of one core (×{:.2} the first count's); callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB = JACK's shared segment {jack:.1} + the daemon's own {:.1} (PSS {pss:.1}, private {private:.1}); xruns {}",
+                seconds(),
+                cpu / base,
+                number(&status, 9),
+                number(&status, 10),
+                number(&status, 11),
+                number(&status, 12),
+                rss - jack,
+                number(&status, 3),
+            );
+        }
+    }
 }
 
 #[test]
@@ -99,7 +133,7 @@ fn mallocs_per_callback() {
     let out = std::env::temp_dir().join(format!("{}.txt", unique("malloc-count")));
     let _jack = jack_lock();
     let env = [("LD_PRELOAD", preload.as_str()), ("MALLOC_COUNT_OUT", out.to_str().unwrap())];
-    let (_server, mut daemon, client) = running(&env);
+    let (_server, mut daemon, client) = running(1, &env);
     std::thread::sleep(Duration::from_secs(seconds().min(30)));
     let callbacks = number(&daemon.status(), 12);
     client.close();

@@ -52,7 +52,8 @@ fn a_base_contract_model_loads_with_features_reported_missing() {
             "formant_shift",
             "detected_pitch",
             "applied_target_hz",
-            "state"
+            "state",
+            "voice_mix"
         ]
     );
 }

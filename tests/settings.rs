@@ -198,7 +198,7 @@ fn voice_tables_override_tuning_for_their_voice_only() {
     let file = std::env::temp_dir().join(format!("{}.toml", common::unique("voices")));
     std::fs::write(
         &file,
-        "[jack]\nvoices = 3\n[tuning]\nstrength = 0.9\ntranspose = 1\n[voice.2]\ntranspose = -5\n[voice.3]\nstrength = 0.4\nout_channel = 3\n[midi]\nchannels = \"per_voice\"\n",
+        "[jack]\nvoices = 3\nlink = [[1, 2]]\n[tuning]\nstrength = 0.9\ntranspose = 1\n[voice.2]\ntranspose = -5\n[voice.3]\nstrength = 0.4\nout_channel = 3\n[midi]\nchannels = \"per_voice\"\n",
     )
     .unwrap();
     let s = Settings::load(Some(&file), &[]).unwrap();
@@ -208,6 +208,7 @@ fn voice_tables_override_tuning_for_their_voice_only() {
     assert_eq!(row(TRANSPOSE), [1.0, -5.0, 1.0]);
     assert_eq!(row(OUT_CHANNEL), [1.0, 1.0, 3.0]);
     assert_eq!(s.midi_channels, MidiChannels::PerVoice);
+    assert_eq!(s.link_groups().unwrap(), [vec![0, 1]], "from the file's [[1, 2]]");
 
     let err = |o: &str| Settings::load(Some(&file), &[o.into()]).unwrap_err().to_string();
     assert!(err("jack.voices=2").contains("there is no voice 3: [jack] voices is 2"), "{}", err("jack.voices=2"));
@@ -217,5 +218,9 @@ fn voice_tables_override_tuning_for_their_voice_only() {
     assert!(err("voice.2.colour=blue").contains("[voice.K] takes the keys of [tuning] and [midi]"));
     assert!(err("voice.x.strength=0.5").contains("[voice.1] … [voice.64]"));
     assert!(err("midi.channels=some").contains("`midi.channels`"));
+    assert_eq!(Settings::load(Some(&file), &["jack.link=1+3".into()]).unwrap().link_groups().unwrap(), [vec![0, 2]]);
+    assert!(err("jack.link=1+4").contains("must list voices 1..=3"));
+    assert!(err("jack.link=2").contains("two or more voices"));
+    assert!(err("jack.link=1+2,2+3").contains("voice 2 is in two groups"));
     std::fs::remove_file(file).unwrap();
 }

@@ -59,6 +59,8 @@ pub struct Slots {
     pub applied_target: Option<usize>,
     /// (input, output) pairs whose output is fed back as the input next block.
     pub state: Vec<(usize, usize)>,
+    /// The [voices, voices] mix linked voices are analysed on; identity unless linked.
+    pub voice_mix: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +139,10 @@ impl Inference {
         let input_values = inputs.iter().map(|s| s.value.ptr()).collect();
         let output_names = outputs.iter().map(|s| s.name.as_ptr()).collect();
         let output_values = outputs.iter_mut().map(|s| s.value.ptr_mut()).collect();
+        let voices = voices.max(1);
         let mut inference = Inference {
             session,
-            voices: voices.max(1),
+            voices,
             inputs,
             outputs,
             input_names,
@@ -150,7 +153,34 @@ impl Inference {
             latency,
         };
         inference.reset_state();
+        inference.link(&[]);
         Ok(inference)
+    }
+
+    /// Makes each group of voices (0-based indices) be analysed on the mean of its voices, so the
+    /// group is corrected alike; every other voice alone. Does nothing for a model without a
+    /// `voice_mix` input. Called off the RT thread, before the model runs.
+    pub fn link(&mut self, groups: &[Vec<usize>]) {
+        let Some(slot) = self.slots.voice_mix else { return };
+        let voices = self.voices;
+        let mix = self.inputs[slot].data_mut();
+        mix.fill(0.0);
+        for voice in 0..voices {
+            mix[voice * voices + voice] = 1.0;
+        }
+        for group in groups.iter().filter(|g| g.iter().all(|v| *v < voices)) {
+            for &row in group {
+                mix[row * voices..(row + 1) * voices].fill(0.0);
+                for &column in group {
+                    mix[row * voices + column] = 1.0 / group.len() as f32;
+                }
+            }
+        }
+    }
+
+    /// Whether the model can analyse linked voices together (it has a `voice_mix` input).
+    pub fn links(&self) -> bool {
+        self.slots.voice_mix.is_some()
     }
 
     /// Runs one block of every voice: `audio` and `out` hold the voices' blocks one after the
