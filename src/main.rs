@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Correct a mono WAV file with the same engine, offline.
+    /// Correct a WAV file with the same engine, offline (each channel a voice).
     Process(ProcessArgs),
     /// Print the contract a model offers, or why autotuned refuses it.
     CheckModel { path: PathBuf },
@@ -76,6 +76,10 @@ struct ProcessArgs {
     /// Model file (default: the configured one).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Channels (from 1) analysed together and corrected alike, e.g. `--link 1,2`; repeat for
+    /// more groups.
+    #[arg(long, value_name = "CHANNELS")]
+    link: Vec<String>,
     /// Also draw the input pitch, the target and the output pitch over time into this PNG.
     #[arg(long, value_name = "PNG")]
     plot: Option<PathBuf>,
@@ -147,7 +151,17 @@ fn process(settings: &Settings, args: ProcessArgs) -> Result<()> {
     let model = args.model.unwrap_or_else(|| settings.model_path());
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let plot = args.plot.as_deref();
-    let faults = autotuned::offline::process_file(&runtime, &model, &args.input, &args.output, params, progress, plot)
+    let mut links = Vec::new();
+    for group in &args.link {
+        let channels: Option<Vec<usize>> =
+            group.split(',').map(|c| c.trim().parse::<usize>().ok().filter(|c| *c >= 1).map(|c| c - 1)).collect();
+        match channels {
+            Some(channels) if channels.len() >= 2 => links.push(channels),
+            _ => anyhow::bail!("--link {group:?}: expects two or more channel numbers from 1, e.g. 1,2"),
+        }
+    }
+    let job = autotuned::offline::Job { params, links: &links, progress, plot };
+    let faults = autotuned::offline::process_file(&runtime, &model, &args.input, &args.output, &job)
         .with_context(|| format!("processing {}", args.input.display()))?;
     if faults > 0 {
         log::warn!("{faults} blocks fell back to dry audio after model faults");

@@ -70,7 +70,8 @@ pub enum ModelError {
     Allocate { path: PathBuf, source: InferenceError },
     #[error(
         "{path}: the model has no voice axis (its first axis is a fixed 1), so it serves one voice; \
-         [jack] voices = {voices} needs a model whose tensors lead with a dynamic `voices` axis"
+         {voices} voices ([jack] voices, or a file's channels) need a model whose tensors lead with a \
+         dynamic `voices` axis"
     )]
     Unbatched { path: PathBuf, voices: usize },
     #[error("{path}: warm-up run failed: {reason}")]

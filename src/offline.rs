@@ -1,6 +1,6 @@
-//! `autotuned process IN.wav OUT.wav [--plot pitch.png]`: the same [`Processor`] the JACK thread
-//! runs, driven over a mono WAV file on the calling thread, and optionally a picture of the
-//! input, target and output pitch.
+//! `autotuned process IN.wav OUT.wav [--link 1,2] [--plot pitch.png]`: the same [`Processor`] the
+//! JACK thread runs, driven over a WAV file on the calling thread (each channel a voice), and
+//! optionally a picture of the input, target and output pitch of the first.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,61 +15,74 @@ use crate::parameters::{MODE, STRENGTH, TUNING_HZ};
 use crate::plot::{self, Track};
 use crate::rt::{BlockReport, Inference, Meters, Mode, Params, Processor, ProcessorRings, SharedParams};
 
-/// A processor over `inference` with `params` and rings nobody else holds.
-fn processor(inference: Inference, params: Params, meters: &Arc<Meters>) -> Processor {
+/// A processor over `inference` with one voice per entry of `params` and rings nobody else holds.
+fn processor(inference: Inference, params: &[Params], meters: &Arc<Meters>) -> Processor {
     let (_commands, command_rx) = RingBuffer::new(1);
     let (retired_tx, _retired) = RingBuffer::new(1);
     let (events_tx, _events) = RingBuffer::new(1024);
     Processor::new(
         Some(Box::new(inference)),
         ProcessorRings { commands: command_rx, retired: retired_tx, events: events_tx },
-        vec![Arc::new(SharedParams::new(params))],
+        params.iter().map(|p| Arc::new(SharedParams::new(*p))).collect(),
         Arc::clone(meters),
     )
 }
 
-/// Runs `samples` (zero-padded to whole blocks) through `processor`; returns the output and
-/// each block's report.
-fn run(processor: &mut Processor, samples: &[f32], bar: &ProgressBar) -> (Vec<f32>, Vec<BlockReport>) {
-    let blocks = samples.len().div_ceil(BLOCK);
-    let mut out = Vec::with_capacity(blocks * BLOCK);
+/// Runs `channels` (one signal per voice, all as long, zero-padded to whole blocks) through
+/// `processor`; returns each voice's output and voice 1's report per block.
+fn run(processor: &mut Processor, channels: &[Vec<f32>], bar: &ProgressBar) -> (Vec<Vec<f32>>, Vec<BlockReport>) {
+    let voices = channels.len();
+    let len = channels[0].len();
+    let blocks = len.div_ceil(BLOCK);
+    let mut out = vec![Vec::with_capacity(blocks * BLOCK); voices];
     let mut reports = Vec::with_capacity(blocks);
-    let mut block_in = [0.0f32; BLOCK];
-    let mut block_out = [0.0f32; BLOCK];
+    let mut block_in = vec![0.0f32; voices * BLOCK];
+    let mut block_out = vec![0.0f32; voices * BLOCK];
+    let no_notes = vec![None; voices];
     for b in 0..blocks {
         block_in.fill(0.0);
-        let start = (b * BLOCK).min(samples.len());
-        let end = ((b + 1) * BLOCK).min(samples.len());
-        block_in[..end - start].copy_from_slice(&samples[start..end]);
-        processor.process(&block_in, &mut block_out, &[None]);
+        let (start, end) = ((b * BLOCK).min(len), ((b + 1) * BLOCK).min(len));
+        for (row, channel) in block_in.chunks_exact_mut(BLOCK).zip(channels) {
+            row[..end - start].copy_from_slice(&channel[start..end]);
+        }
+        processor.process(&block_in, &mut block_out, &no_notes);
         reports.push(processor.reports()[0]);
-        out.extend_from_slice(&block_out);
+        for (voice, row) in out.iter_mut().zip(block_out.chunks_exact(BLOCK)) {
+            voice.extend_from_slice(row);
+        }
         bar.inc(1);
     }
     (out, reports)
 }
 
-/// Corrects `input` into `output` (32-bit float WAV) with `params`; the output is aligned with
-/// the input (the model's latency is removed). Returns the number of model faults.
-pub fn process_file(
-    runtime: &Runtime,
-    model: &Path,
-    input: &Path,
-    output: &Path,
-    params: Params,
-    progress: bool,
-    plot_path: Option<&Path>,
-) -> Result<u64> {
+/// How a file is corrected.
+pub struct Job<'a> {
+    /// Every channel's parameters.
+    pub params: Params,
+    /// Groups of channels (0-based) analysed together and corrected alike.
+    pub links: &'a [Vec<usize>],
+    pub progress: bool,
+    /// Where to draw the first channel's pitch, if anywhere.
+    pub plot: Option<&'a Path>,
+}
+
+/// Corrects `input` into `output` (32-bit float WAV, as many channels), each channel a voice of
+/// one model run per block; the output is aligned with the input (the model's latency is
+/// removed). Returns the number of model faults.
+pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path, job: &Job) -> Result<u64> {
+    let Job { params, links, progress, plot: plot_path } = *job;
     let mut reader = hound::WavReader::open(input).with_context(|| format!("reading {}", input.display()))?;
     let spec = reader.spec();
-    if spec.channels != 1 {
-        bail!(
-            "{}: {} channels; autotuned processes mono files (split the channels first)",
-            input.display(),
-            spec.channels
-        );
+    let voices = usize::from(spec.channels);
+    if let Some(group) = links.iter().find(|g| g.iter().any(|c| *c >= voices)) {
+        let named: Vec<String> = group.iter().map(|c| (c + 1).to_string()).collect();
+        bail!("--link {}: {} has {voices} channels", named.join(","), input.display());
     }
-    let (inference, contract) = runtime.load(model, None)?;
+    let (mut inference, contract) = runtime.load_voices(model, None, voices)?;
+    if !links.is_empty() && !inference.links() {
+        bail!("--link: the model {} has no voice_mix input, so it cannot link voices", model.display());
+    }
+    inference.link(links);
     if spec.sample_rate != contract.sample_rate {
         bail!(
             "{}: {} Hz, but the model {} is made for {} Hz (resample the file or pick the model for its rate)",
@@ -79,31 +92,38 @@ pub fn process_file(
             contract.sample_rate
         );
     }
-    let samples: Vec<f32> = match spec.sample_format {
+    let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>()?,
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
             reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()?
         }
     };
+    let frames = interleaved.len() / voices;
     let latency = contract.latency_samples;
-    let meters = Arc::new(Meters::default());
-    let mut corrector = processor(inference, params, &meters);
-    let mut padded = samples.clone();
-    padded.resize(samples.len() + latency, 0.0);
-    let blocks = padded.len().div_ceil(BLOCK) * if plot_path.is_some() { 2 } else { 1 };
+    let padded: Vec<Vec<f32>> = (0..voices)
+        .map(|c| {
+            let mut channel: Vec<f32> = interleaved.iter().skip(c).step_by(voices).copied().collect();
+            channel.resize(frames + latency, 0.0);
+            channel
+        })
+        .collect();
+    let meters = Arc::new(Meters::new(voices));
+    let mut corrector = processor(inference, &vec![params; voices], &meters);
+    let blocks = (frames + latency).div_ceil(BLOCK) * if plot_path.is_some() { 2 } else { 1 };
     let bar = if progress { ProgressBar::new(blocks as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (corrected, reports) = run(&mut corrector, &padded, &bar);
-    let corrected = &corrected[latency..latency + samples.len()];
+    let corrected: Vec<&[f32]> = corrected.iter().map(|c| &c[latency..latency + frames]).collect();
     if let Some(path) = plot_path {
-        // The output's pitch, by the model's own detector listening to it without correcting.
+        // Voice 1's output pitch, by the model's own detector listening to it without correcting.
         let (listener, _) = runtime.load(model, None)?;
         let listen = params.with(STRENGTH, 0.0).with(MODE, Mode::Auto.value());
-        let (_, heard) = run(&mut processor(listener, listen, &Arc::new(Meters::default())), corrected, &bar);
+        let mono = [corrected[0].to_vec()];
+        let (_, heard) = run(&mut processor(listener, &[listen], &Arc::new(Meters::default())), &mono, &bar);
         let sung: Vec<f32> = reports.iter().map(|r| r.detected_hz).collect();
         let target: Vec<f32> = reports.iter().map(|r| if r.detected_hz > 0.0 { r.target_hz } else { 0.0 }).collect();
         let result: Vec<f32> = heard.iter().map(|r| r.detected_hz).collect();
@@ -119,15 +139,17 @@ pub fn process_file(
     }
     bar.finish_and_clear();
     let out_spec = hound::WavSpec {
-        channels: 1,
+        channels: spec.channels,
         sample_rate: spec.sample_rate,
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
     let mut writer =
         hound::WavWriter::create(output, out_spec).with_context(|| format!("writing {}", output.display()))?;
-    for &s in corrected {
-        writer.write_sample(s)?;
+    for frame in 0..frames {
+        for channel in &corrected {
+            writer.write_sample(channel[frame])?;
+        }
     }
     writer.finalize()?;
     Ok(meters.faults())

@@ -38,15 +38,91 @@ fn a_file_is_corrected_and_stays_aligned() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A WAV file of `channels`, one signal each, 16-bit.
+fn write_channels(path: &std::path::Path, channels: &[Vec<f32>], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for frame in 0..channels[0].len() {
+        for channel in channels {
+            w.write_sample((channel[frame] * 32767.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// Each channel of a 32-bit float WAV file.
+fn read_channels(path: &std::path::Path) -> Vec<Vec<f32>> {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let channels = usize::from(reader.spec().channels);
+    let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+    (0..channels).map(|c| samples.iter().skip(c).step_by(channels).copied().collect()).collect()
+}
+
 #[test]
-fn stereo_and_wrong_rate_files_are_refused_clearly() {
+fn each_channel_is_a_voice_and_linked_channels_are_corrected_alike() {
+    let dir = std::env::temp_dir().join(unique("at-offline-voices"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
+    let a3 = sine(220.0 * 2f32.powf(30.0 / 1200.0), 2.0, 0.3);
+    let e4 = sine(329.63 * 2f32.powf(-25.0 / 1200.0), 2.0, 0.3);
+    write_channels(&input, &[a3.clone(), e4], RATE);
+    let run = autotuned(&["process", input.to_str().unwrap(), output.to_str().unwrap(), "--formant-preserve", "0"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let corrected = read_channels(&output);
+    assert_eq!(corrected.len(), 2);
+    for (channel, target) in corrected.iter().zip([220.0, 329.63]) {
+        assert_eq!(channel.len(), a3.len());
+        let error = cents(median_hz(&channel[RATE as usize / 2..]), target);
+        assert!(error.abs() < 3.0, "{error} cents from {target} Hz");
+    }
+
+    // The second channel is the first plus a -20 dB bleed: linked, both are corrected alike, so
+    // they differ by the corrected bleed alone.
+    let bleed: Vec<f32> = a3.iter().zip(sine(677.0, 2.0, 0.03)).map(|(a, b)| a + b).collect();
+    write_channels(&input, &[a3, bleed], RATE);
+    let difference_db = |link: bool| {
+        let mut args = vec!["process", input.to_str().unwrap(), output.to_str().unwrap(), "--formant-preserve", "0"];
+        if link {
+            args.extend(["--link", "1,2"]);
+        }
+        let run = autotuned(&args);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let [first, second] = <[Vec<f32>; 2]>::try_from(read_channels(&output)).unwrap();
+        let (first, second) = (&first[RATE as usize / 2..], &second[RATE as usize / 2..]);
+        let energy = |x: &mut dyn Iterator<Item = f32>| x.map(|v| v * v).sum::<f32>();
+        10.0 * (energy(&mut first.iter().zip(second).map(|(a, b)| a - b)) / energy(&mut first.iter().copied())).log10()
+    };
+    let (linked, apart) = (difference_db(true), difference_db(false));
+    println!("outputs differ by {linked:.1} dB linked, {apart:.1} dB unlinked");
+    assert!((linked + 20.0).abs() < 1.0, "linked, the outputs differ by {linked:.1} dB");
+    assert!(apart > linked + 6.0, "unlinked {apart:.1} dB, linked {linked:.1} dB");
+
+    let run = autotuned(&["process", input.to_str().unwrap(), output.to_str().unwrap(), "--link", "1,3"]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("has 2 channels"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_wrong_rate_or_a_model_without_a_voice_axis_is_refused_clearly() {
     let dir = std::env::temp_dir().join(unique("at-offline-bad"));
     std::fs::create_dir_all(&dir).unwrap();
     let stereo = dir.join("stereo.wav");
     write_wav(&stereo, &sine(220.0, 0.2, 0.3), RATE, 2);
-    let run = autotuned(&["process", stereo.to_str().unwrap(), dir.join("o.wav").to_str().unwrap()]);
+    let fixture = fixture("identity.onnx");
+    let run = autotuned(&[
+        "process",
+        stereo.to_str().unwrap(),
+        dir.join("o.wav").to_str().unwrap(),
+        "--model",
+        fixture.to_str().unwrap(),
+    ]);
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("2 channels"));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no voice axis"), "{}", String::from_utf8_lossy(&run.stderr));
     let rate = dir.join("rate.wav");
     write_wav(&rate, &sine(220.0, 0.2, 0.3), 22_050, 1);
     let run = autotuned(&["process", rate.to_str().unwrap(), dir.join("o.wav").to_str().unwrap()]);
