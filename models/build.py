@@ -158,15 +158,15 @@ def build(sample_rate):
     buf = g.Concat("history", block, axis=1)                                  # [V, H + N]
     g.Slice(buf, g.ints(N), g.ints(N + H), g.ints(1), out="history_out")
 
-    # linked voices are analysed on their mix (voice_mix [V, V]; identity: each voice alone), so
-    # they take the same decisions; the grains read each voice's own buf
-    analysed = g.MatMul("voice_mix", buf)
-
     # 2. YIN on the time-reversed, 8x decimated signal, where a lag is an index. The cross term
     # is one MatMul with the lagged copies of the signal as a matrix [BD, M + 1], dec[t + lag]: the
     # signal tiled BD + 1 times and read in rows one sample longer than it, so each row starts a
     # sample later (a Conv cannot take a per-voice kernel).
-    rev = g.Slice(analysed, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
+    # Linked voices are analysed on their mix (voice_mix [V, V]; identity: each voice alone), so
+    # they take the same decisions; the grains read each voice's own buf. Everything analysed lies
+    # in the newest rev_len samples, so only those are mixed, time-reversed.
+    newest_reversed = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
+    rev = g.MatMul("voice_mix", newest_reversed)
     dec = g.Conv(g.Reshape(rev, g.ints(-1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
                  strides=[R.DEC])                                                # [V, 1, M]
     M = c.dec_len
@@ -192,12 +192,13 @@ def build(sample_rate):
     # full-rate difference at REFINE_LAGS lags around 8 i; parabola through the smallest
     lags = R.REFINE_LAGS
     half_lags = lags // 2
-    rows = (H + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
+    # in rev, rev[m] = buf[H + N - 1 - m]: the block's sample n (newest first) is rev[n], the sample
+    # `lag` before it rev[n + lag]
+    rows = (np.arange(N)[None, :] - half_lags + np.arange(lags)[:, None]).reshape(1, lags * N)
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
-    lagged = g.Reshape(g.GatherElements(analysed, g.Sub(g.const(rows, np.int64), i4), axis=1),
-                       g.ints(-1, lags, N))
-    analysed_block = g.Reshape(g.slice(analysed, H, H + N), g.ints(-1, 1, N))
-    d = g.ReduceSumSquare(g.Sub(lagged, analysed_block), axes=[2], keepdims=0)                  # [V, lags]
+    lagged = g.Reshape(g.GatherElements(rev, g.Add(g.const(rows, np.int64), i4), axis=1), g.ints(-1, lags, N))
+    rev_block = g.Reshape(g.slice(rev, 0, N), g.ints(-1, 1, N))
+    d = g.ReduceSumSquare(g.Sub(lagged, rev_block), axes=[2], keepdims=0)                      # [V, lags]
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):
