@@ -142,3 +142,33 @@ fn a_linked_pair_with_bleed_is_corrected_alike() {
     // apart, by their grains' different timing as well.
     assert!(apart <= -17.0, "the outputs differ by {apart:.1} dB");
 }
+
+/// The daemon with `settings` exits at start; returns what it logged.
+fn refused_at_start(settings: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_autotuned"));
+    command.current_dir(root()).env("RUST_LOG", "info").args(["--set", "model.dir=tests/fixtures"]);
+    command.args(["--set", &format!("osc.bind=127.0.0.1:{}", free_udp_port())]);
+    for setting in settings {
+        command.args(["--set", setting]);
+    }
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the daemon started with {settings:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn more_voices_or_links_than_the_model_serves_stop_the_daemon_at_start() {
+    let log = refused_at_start(&["model.file=identity.onnx", "jack.voices=4"]);
+    assert!(log.contains("identity.onnx") && log.contains("no voice axis") && log.contains("4 voices"), "{log}");
+    let log = refused_at_start(&["model.file=nan.onnx", "jack.voices=2", "jack.link=1+2"]);
+    assert!(log.contains("nan.onnx: [jack] link needs a model with a voice_mix input"), "{log}");
+}
