@@ -118,19 +118,11 @@ fn client_under_pw_jack() {
     assert_eq!(status[2], OscType::Int(quantum), "the status reports the quantum as the period: {status:?}");
 
     *current_server() = String::new();
-    let (tone, sung) = looping_tone(220.0 * 2f32.powf(40.0 / 1200.0), 0.3);
+    let (tone, sung) = sharp_a3();
     let mut client = TestClient::start(&daemon.client, tone, 8);
     let mut recorded = Vec::new();
     client.record(3.0, &mut recorded);
     client.close();
 
-    let tail = &recorded[recorded.len() - RATE as usize..];
-    assert!(tail.iter().all(|x| x.is_finite()));
-    let measured = median_hz(tail);
-    let error = cents(measured, 220.0);
-    assert!(
-        error.abs() <= 5.0,
-        "under PipeWire at {quantum}: {measured:.2} Hz, {error:.2} cents from A3 (sung {:.1} cents sharp)",
-        cents(sung, 220.0)
-    );
+    assert_lands_on_a3(&recorded, sung, &format!("under PipeWire at {quantum}"));
 }

@@ -569,6 +569,25 @@ pub fn looping_tone(freq: f32, amplitude: f32) -> (Vec<f32>, f32) {
     (sine(whole, 1.0, amplitude), whole)
 }
 
+/// A looping tone 40 cents above A3, and the frequency it really has.
+pub fn sharp_a3() -> (Vec<f32>, f32) {
+    looping_tone(220.0 * 2f32.powf(40.0 / 1200.0), 0.3)
+}
+
+/// Asserts that the last second of `recorded` is finite and within 5 cents of A3 (220 Hz), the
+/// input having been `sung` Hz; `path` says which way the audio went, for the message.
+pub fn assert_lands_on_a3(recorded: &[f32], sung: f32, path: &str) {
+    let tail = &recorded[recorded.len() - RATE as usize..];
+    assert!(tail.iter().all(|x| x.is_finite()));
+    let measured = median_hz(tail);
+    let error = cents(measured, 220.0);
+    assert!(
+        error.abs() <= 5.0,
+        "{path}: output at {measured:.2} Hz, {error:.2} cents from A3 (input {:.1} cents)",
+        cents(sung, 220.0)
+    );
+}
+
 pub fn sine(freq: f32, seconds: f32, amplitude: f32) -> Vec<f32> {
     sine_at(freq, seconds, amplitude, RATE)
 }
