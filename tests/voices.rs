@@ -122,7 +122,8 @@ fn a_linked_pair_with_bleed_is_corrected_alike() {
     let (lead, sung) = looping_tone(224.0, 0.3);
     let (bleed, _) = looping_tone(673.0, 0.03);
     let with_bleed: Vec<f32> = lead.iter().zip(&bleed).map(|(a, b)| a + b).collect();
-    let mut client = TestClient::voices(&daemon.client, vec![lead, with_bleed], Vec::new(), 8);
+    let signals = vec![lead, with_bleed];
+    let mut client = TestClient::voices(&daemon.client, signals.clone(), Vec::new(), 8);
     std::thread::sleep(Duration::from_secs(1));
     let recorded = client.record_all(3.0);
     client.close();
@@ -141,6 +142,19 @@ fn a_linked_pair_with_bleed_is_corrected_alike() {
     // Corrected alike, the two outputs differ by the corrected bleed only (-20 dB); corrected
     // apart, by their grains' different timing as well.
     assert!(apart <= -17.0, "the outputs differ by {apart:.1} dB");
+
+    // A reload builds the model for both voices again, still linked.
+    let osc = OscClient::new();
+    osc.socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let reply = osc.request(daemon.osc, "/autotune/model/reload", vec![]).unwrap();
+    assert_eq!(reply.addr, "/autotune/model/reload.reply", "{reply:?}");
+    let mut client = TestClient::voices(&daemon.client, signals, Vec::new(), 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let recorded = client.record_all(2.0);
+    client.close();
+    let tails: Vec<&[f32]> = recorded.iter().map(|r| &r[r.len() - RATE as usize..]).collect();
+    let apart = difference_db(tails[0], tails[1]);
+    assert!(apart <= -17.0, "after the reload the outputs differ by {apart:.1} dB");
 }
 
 /// The daemon with `settings` exits at start; returns what it logged.
