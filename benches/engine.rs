@@ -11,7 +11,9 @@ use autotuned::BLOCK;
 use autotuned::control::{Controls, Status};
 use autotuned::model::Runtime;
 use autotuned::osc::OscService;
-use autotuned::rt::{BlockReport, Controls as ModelControls, Meters, Params, Processor, ProcessorRings, SharedParams};
+use autotuned::rt::{
+    BlockReport, Controls as ModelControls, Held, Meters, Params, Processor, ProcessorRings, SharedParams,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rosc::{OscMessage, OscPacket, OscType};
 use rtrb::RingBuffer;
@@ -140,7 +142,7 @@ fn engine(c: &mut Criterion) {
         c.bench_function(&format!("processor/{name}"), |b| {
             b.iter(|| {
                 block += 1;
-                p.process(black_box(block_of(&signal, block)), &mut out, &[None]);
+                p.process(black_box(block_of(&signal, block)), &mut out, &[Held::default()]);
             })
         });
     }

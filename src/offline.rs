@@ -13,7 +13,7 @@ use crate::BLOCK;
 use crate::model::Runtime;
 use crate::parameters::{MODE, STRENGTH, TUNING_HZ};
 use crate::plot::{self, Track};
-use crate::rt::{BlockReport, Inference, Meters, Mode, Params, Processor, ProcessorRings, SharedParams};
+use crate::rt::{BlockReport, Held, Inference, Meters, Mode, Params, Processor, ProcessorRings, SharedParams};
 
 /// A processor over `inference` with one voice per entry of `params` and rings nobody else holds.
 fn processor(inference: Inference, params: &[Params], meters: &Arc<Meters>) -> Processor {
@@ -38,14 +38,14 @@ fn run(processor: &mut Processor, channels: &[Vec<f32>], bar: &ProgressBar) -> (
     let mut reports = Vec::with_capacity(blocks);
     let mut block_in = vec![0.0f32; voices * BLOCK];
     let mut block_out = vec![0.0f32; voices * BLOCK];
-    let no_notes = vec![None; voices];
+    let nothing_held = vec![Held::default(); voices];
     for b in 0..blocks {
         block_in.fill(0.0);
         let (start, end) = ((b * BLOCK).min(len), ((b + 1) * BLOCK).min(len));
         for (row, channel) in block_in.chunks_exact_mut(BLOCK).zip(channels) {
             row[..end - start].copy_from_slice(&channel[start..end]);
         }
-        processor.process(&block_in, &mut block_out, &no_notes);
+        processor.process(&block_in, &mut block_out, &nothing_held);
         reports.push(processor.reports()[0]);
         for (voice, row) in out.iter_mut().zip(block_out.chunks_exact(BLOCK)) {
             voice.extend_from_slice(row);

@@ -132,7 +132,7 @@ parameters! {
     SCALE = Row {
         name: "scale", address: "/scale", kind: Kind::Choice(&SCALES), default: 0.0,
         unit: "", setting: Some("tuning.scale"), preset: true, model_input: None,
-        doc: "scale of auto mode; sets the allowed notes; custom = the notes set with /notes",
+        doc: "scale of auto mode; sets the allowed notes; midi = the notes held on midi_in (while none is, the notes before); custom = the notes set with /notes",
     };
     NOTES = Row {
         name: "notes", address: "/notes", kind: Kind::Mask, default: 4095.0,

@@ -36,9 +36,10 @@ pub fn parse_key(name: &str) -> Option<u8> {
     KEY_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
 }
 
-/// Every scale's name, in OSC order (the scale parameter's value is the index); the last is the
-/// custom set of pitch classes made with `/autotune/notes`.
-pub const SCALE_NAMES: [&str; 16] = [
+/// Every scale's name, in OSC order (the scale parameter's value is the index); the last two are
+/// the notes held on the MIDI input and the custom set of pitch classes made with
+/// `/autotune/notes`.
+pub const SCALE_NAMES: [&str; 17] = [
     "chromatic",
     "major",
     "natural_minor",
@@ -54,14 +55,18 @@ pub const SCALE_NAMES: [&str; 16] = [
     "minor_pentatonic",
     "blues",
     "whole_tone",
+    "midi",
     "custom",
 ];
 
 /// The scale index of the custom set.
 pub const CUSTOM: usize = SCALE_NAMES.len() - 1;
+/// The scale index of "the pitch classes held on `midi_in`": while none is held, the notes the
+/// scale had before (or set with `/autotune/notes`) are allowed.
+pub const KEYBOARD: usize = SCALE_NAMES.len() - 2;
 
 /// Semitones above the key of each named scale, indexed like [`SCALE_NAMES`].
-const SCALE_STEPS: [&[u8]; CUSTOM] = [
+const SCALE_STEPS: [&[u8]; KEYBOARD] = [
     &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     &[0, 2, 4, 5, 7, 9, 11],
     &[0, 2, 3, 5, 7, 8, 10],
@@ -87,7 +92,7 @@ pub fn parse_scale(name: &str) -> Option<usize> {
 }
 
 /// The allowed pitch classes of scale `scale` with `key` as the tonic (bit 0 = C); `None` for
-/// the custom set, which keeps whatever notes were set.
+/// the keyboard and the custom set, which keep whatever notes were set.
 pub fn scale_mask(scale: usize, key: u8) -> Option<u16> {
     let steps = SCALE_STEPS.get(scale)?;
     Some(steps.iter().fold(0u16, |m, step| m | 1 << ((key + step) % 12)))
@@ -124,7 +129,7 @@ mod tests {
 
     #[test]
     fn every_named_scale_contains_its_tonic() {
-        for (i, name) in SCALE_NAMES.iter().enumerate().take(CUSTOM) {
+        for (i, name) in SCALE_NAMES.iter().enumerate().take(KEYBOARD) {
             assert_eq!(parse_scale(name), Some(i));
             for key in 0..12 {
                 assert!(scale_mask(i, key).unwrap() & (1 << key) != 0);
@@ -132,6 +137,8 @@ mod tests {
         }
         assert_eq!(parse_scale("whole tone"), Some(14));
         assert_eq!(scale_mask(CUSTOM, 0), None);
+        assert_eq!(scale_mask(KEYBOARD, 0), None);
+        assert_eq!(parse_scale("midi"), Some(KEYBOARD));
     }
 
     #[test]

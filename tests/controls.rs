@@ -191,3 +191,28 @@ fn subscribers_get_meters_at_their_rate_until_the_lease_ends() {
     client.close();
     assert_eq!(late, 0, "meters kept coming after the lease ended");
 }
+
+#[test]
+fn the_midi_scale_allows_the_held_chord_and_falls_back_when_released() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    // Before `midi`, C major: its notes are the fallback.
+    let daemon = Daemon::start(&server, None, &["tuning.scale=major", "tuning.formant_preserve=0"], &[]);
+    OscClient::new().send(daemon.osc, "/autotune/scale", vec![OscType::String("midi".into())]);
+    let second = u64::from(RATE);
+    let chord = [60u8, 64, 67];
+    let mut schedule: Vec<(u64, [u8; 3])> = chord.iter().map(|n| (second / 2, [0x90, *n, 100])).collect();
+    schedule.extend(chord.iter().map(|n| (3 * second, [0x80, *n, 0])));
+    // D4 + 30 cents: C-E-G held, E is nearest; released, C major allows D.
+    let (tone, sung) = looping_tone(293.66 * 2f32.powf(30.0 / 1200.0), 0.3);
+    let mut client = TestClient::with_midi(&daemon.client, tone, true, schedule, 12);
+    let mut recorded = Vec::new();
+    client.record(2.8, &mut recorded);
+    let held = median_hz(&recorded[recorded.len() - RATE as usize..]);
+    client.record(2.0, &mut recorded);
+    client.close();
+    let released = median_hz(&recorded[recorded.len() - RATE as usize..]);
+    println!("sung {sung} Hz: C-E-G held {held:.2} Hz, released {released:.2} Hz");
+    assert!(cents(held, 329.63).abs() <= 5.0, "C-E-G held: output {held:.2} Hz, not E4");
+    assert!(cents(released, 293.66).abs() <= 5.0, "released: output {released:.2} Hz, not D4");
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use autotuned::BLOCK;
 use autotuned::model::ModelError;
 use autotuned::parameters::{BYPASS, FORMANT_PRESERVE, MODE, NOTES, RETUNE_MS, STRENGTH, TARGET_HZ};
-use autotuned::rt::{Command, Meters, Mode, Params, Processor, ProcessorRings, RtEvent, SharedParams};
+use autotuned::rt::{Command, Held, Meters, Mode, Params, Processor, ProcessorRings, RtEvent, SharedParams};
 use common::*;
 use rtrb::RingBuffer;
 
@@ -126,7 +126,7 @@ fn run_voices(processor: &mut Processor, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
         for (k, input) in inputs.iter().enumerate() {
             block_in[k * BLOCK..(k + 1) * BLOCK].copy_from_slice(&input[b * BLOCK..(b + 1) * BLOCK]);
         }
-        processor.process(&block_in, &mut block_out, &vec![None; voices]);
+        processor.process(&block_in, &mut block_out, &vec![Held::default(); voices]);
         for (k, output) in outputs.iter_mut().enumerate() {
             output.extend_from_slice(&block_out[k * BLOCK..(k + 1) * BLOCK]);
         }
@@ -179,7 +179,7 @@ fn a_voice_whose_output_is_not_finite_falls_back_alone() {
 fn run(rig: &mut Rig, input: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; input.len()];
     for (i, o) in input.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK)) {
-        rig.processor.process(i, o, &[None]);
+        rig.processor.process(i, o, &[Held::default()]);
     }
     out
 }
@@ -305,7 +305,11 @@ fn parameter_changes_land_between_blocks_without_a_click() {
             .with(NOTES, if step % 5 == 0 { 2741.0 } else { 4095.0 })
             .with(RETUNE_MS, if step % 6 == 0 { 0.0 } else { 40.0 });
         rig.params.store(&params);
-        rig.processor.process(&input[b * BLOCK..(b + 1) * BLOCK], &mut output[b * BLOCK..(b + 1) * BLOCK], &[None]);
+        rig.processor.process(
+            &input[b * BLOCK..(b + 1) * BLOCK],
+            &mut output[b * BLOCK..(b + 1) * BLOCK],
+            &[Held::default()],
+        );
     }
     // The heads read continuously, so the output's steepest step is a sine's at the highest
     // pitch the changes ask for (230 Hz, 0.3); a click would be a jump of a good part of 0.3.
@@ -332,10 +336,10 @@ fn a_table_row_with_a_model_input_feeds_the_model() {
     let mut rig = rig(&fixture("formant_gain.onnx"), Params::default().with(FORMANT_PRESERVE, 0.25));
     let input = sine(220.0, 0.2, 0.5);
     let mut output = vec![0.0f32; BLOCK];
-    rig.processor.process(&input[..BLOCK], &mut output, &[None]);
+    rig.processor.process(&input[..BLOCK], &mut output, &[Held::default()]);
     let ratio = output.iter().map(|x| x.abs()).sum::<f32>() / input[..BLOCK].iter().map(|x| x.abs()).sum::<f32>();
     assert!((ratio - 0.25).abs() < 1e-4, "{ratio}");
     rig.params.store(&Params::default().with(FORMANT_PRESERVE, 1.0));
-    rig.processor.process(&input[BLOCK..2 * BLOCK], &mut output, &[None]);
+    rig.processor.process(&input[BLOCK..2 * BLOCK], &mut output, &[Held::default()]);
     assert!(output.iter().zip(&input[BLOCK..]).all(|(y, x)| (y - x).abs() < 1e-6));
 }

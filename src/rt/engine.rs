@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::denormals::DenormalGuard;
 use super::meters::Meters;
-use super::midi::{MidiChannels, MidiInput, NoteMessage, NoteTracker};
+use super::midi::{Held, MidiChannels, MidiInput, NoteMessage, NoteTracker};
 use super::processor::Processor;
 use super::reblock::Reblocker;
 use crate::BLOCK;
@@ -22,7 +22,7 @@ pub struct Engine {
     channels: MidiChannels,
     /// Per voice: the notes held on the MIDI input it listens to.
     held: Box<[MidiInput]>,
-    held_notes: Box<[Option<f32>]>,
+    held_now: Box<[Held]>,
     /// Per voice: its sung notes, as MIDI out.
     notes: Box<[NoteTracker]>,
     sample_rate: u32,
@@ -49,7 +49,7 @@ impl Engine {
             reblocker: Reblocker::new(voices),
             channels: MidiChannels::Omni,
             held: vec![MidiInput::default(); voices].into_boxed_slice(),
-            held_notes: vec![None; voices].into_boxed_slice(),
+            held_now: vec![Held::default(); voices].into_boxed_slice(),
             notes: vec![NoteTracker::new(1, 1, 1.0); voices].into_boxed_slice(),
             sample_rate,
             model_rate,
@@ -118,13 +118,16 @@ impl Engine {
             output[n..].fill(0.0);
             return;
         }
-        let Engine { processor, reblocker, channels, held, held_notes, notes, sample_rate, .. } = self;
+        let Engine { processor, reblocker, channels, held, held_now, notes, sample_rate, .. } = self;
         let block_ms = BLOCK as f32 * 1000.0 / *sample_rate as f32;
         reblocker.process(input, output, |block_in, block_out| {
-            for (k, (note, held)) in held_notes.iter_mut().zip(held.iter()).enumerate() {
-                *note = held.target_note(processor.params(k).get(BEND_RANGE));
+            for (k, (now, input)) in held_now.iter_mut().zip(held.iter()).enumerate() {
+                *now = Held {
+                    note: input.target_note(processor.params(k).get(BEND_RANGE)),
+                    classes: input.held_classes(),
+                };
             }
-            processor.process(block_in, block_out, held_notes);
+            processor.process(block_in, block_out, held_now);
             for (k, (tracker, report)) in notes.iter_mut().zip(processor.reports()).enumerate() {
                 let params = processor.params(k);
                 let channel = match channels {

@@ -44,6 +44,11 @@ impl MidiInput {
         }
     }
 
+    /// The pitch classes of every held note (bit 0 = C), 0 when none is held.
+    pub fn held_classes(&self) -> u16 {
+        self.held[..self.count].iter().fold(0, |mask, note| mask | 1 << (note % 12))
+    }
+
     /// The most recent held note bent by `bend_range` semitones at full bend, as a fractional
     /// MIDI note; `None` when no note is held.
     pub fn target_note(&self, bend_range: f32) -> Option<f32> {
@@ -67,6 +72,15 @@ impl MidiInput {
             self.count -= 1;
         }
     }
+}
+
+/// What a voice's MIDI input holds, as the processor takes it each block.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Held {
+    /// The most recent note, bent (fractional MIDI note), for MIDI mode.
+    pub note: Option<f32>,
+    /// The pitch classes of every held note (bit 0 = C), for the `midi` scale; 0 = none held.
+    pub classes: u16,
 }
 
 /// A 3-byte note message.

@@ -15,7 +15,7 @@ pub use engine::Engine;
 pub use events::{Command, FaultKind, RtEvent};
 pub use inference::{BlockReport, Controls, Inference, InferenceError, Slots};
 pub use meters::{Meters, VoiceMeters};
-pub use midi::{MidiChannels, MidiInput, NoteTracker};
+pub use midi::{Held, MidiChannels, MidiInput, NoteTracker};
 pub use params::{Mode, Params, SharedParams};
 pub use processor::{Processor, ProcessorRings};
 pub use reblock::Reblocker;

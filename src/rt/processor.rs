@@ -14,10 +14,11 @@ use rtrb::{Consumer, Producer};
 use super::events::{Command, FaultKind, RtEvent};
 use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
+use super::midi::Held;
 use super::params::{Mode, Params, SharedParams};
 use crate::BLOCK;
-use crate::parameters::{STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
-use crate::scales::note_hz;
+use crate::parameters::{NOTES, SCALE, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use crate::scales::{KEYBOARD, note_hz};
 
 /// Longest model latency the dry delay line can follow, in samples.
 pub const MAX_LATENCY: usize = 8192;
@@ -141,11 +142,11 @@ impl Processor {
     /// Processes exactly one block of every voice: `input` and `output` hold the voices'
     /// blocks one after the other and must be `voices × BLOCK` long, else the output is
     /// silence (a contract breach by the caller must not panic on the RT thread).
-    /// `midi_notes` is each voice's note held on the MIDI input (fractional, bend included),
-    /// for MIDI mode. Each voice's report is in [`Processor::reports`] afterwards.
-    pub fn process(&mut self, input: &[f32], output: &mut [f32], midi_notes: &[Option<f32>]) {
+    /// `held` is what each voice's MIDI input holds (for MIDI mode and the `midi` scale). Each
+    /// voice's report is in [`Processor::reports`] afterwards.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32], held: &[Held]) {
         let n = self.voices.len();
-        if input.len() != n * BLOCK || output.len() != n * BLOCK || midi_notes.len() != n {
+        if input.len() != n * BLOCK || output.len() != n * BLOCK || held.len() != n {
             output.fill(0.0);
             self.reports.fill(BlockReport::default());
             return;
@@ -161,7 +162,7 @@ impl Processor {
             let rows = k * BLOCK..(k + 1) * BLOCK;
             voice.dry_line.process(&self.clean[rows.clone()], &mut self.dry[rows]);
         }
-        self.run_model(midi_notes);
+        self.run_model(held);
         for ((voice, out), (wet, dry)) in self
             .voices
             .iter_mut()
@@ -178,15 +179,15 @@ impl Processor {
         &self.reports
     }
 
-    fn run_model(&mut self, midi_notes: &[Option<f32>]) {
+    fn run_model(&mut self, held: &[Held]) {
         self.reports.fill(BlockReport::default());
         let Some(model) = self.model.as_mut() else {
             self.wet.copy_from_slice(&self.dry);
             return;
         };
         let transposes = model.feeds(TRANSPOSE);
-        for ((controls, voice), note) in self.controls.iter_mut().zip(self.voices.iter()).zip(midi_notes) {
-            *controls = model_controls(&voice.current, *note, transposes);
+        for ((controls, voice), held) in self.controls.iter_mut().zip(self.voices.iter()).zip(held) {
+            *controls = model_controls(&voice.current, held, transposes);
         }
         let mut faulted = None;
         match model.run(&self.clean, &self.controls, &mut self.wet, &mut self.outcomes) {
@@ -291,15 +292,20 @@ impl Voice {
 }
 
 /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
-/// when the model cannot transpose itself; with no MIDI note held, nothing is corrected.
-fn model_controls(p: &Params, midi_note: Option<f32>, model_transposes: bool) -> Controls {
+/// when the model cannot transpose itself; with no MIDI note held, MIDI mode corrects nothing.
+/// With the `midi` scale the allowed notes are the pitch classes held, while any are.
+fn model_controls(p: &Params, held: &Held, model_transposes: bool) -> Controls {
     let shift = if model_transposes { 1.0 } else { (p.get(TRANSPOSE) / 12.0).exp2() };
     let strength = p.get(STRENGTH);
-    let (target_hz, strength) = match (p.mode(), midi_note) {
+    let mut params = *p;
+    if p.get(SCALE) as usize == KEYBOARD && held.classes != 0 {
+        params.set(NOTES, f32::from(held.classes));
+    }
+    let (target_hz, strength) = match (p.mode(), held.note) {
         (Mode::Auto, _) => (0.0, strength),
         (Mode::Manual, _) => (p.get(TARGET_HZ) * shift, strength),
         (Mode::Midi, Some(note)) => (note_hz(note, p.get(TUNING_HZ)) * shift, strength),
         (Mode::Midi, None) => (0.0, 0.0),
     };
-    Controls { target_hz, strength, params: *p }
+    Controls { target_hz, strength, params }
 }
