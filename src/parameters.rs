@@ -161,6 +161,11 @@ parameters! {
         model_input: Some("formant_shift"),
         doc: "moves the formants by this much on top of formant_preserve (the throat; models with this input)",
     };
+    FLEX = Row {
+        name: "flex", address: "/flex", kind: Kind::Float { min: 0.0, max: 1.0 }, default: 0.0,
+        unit: "", setting: Some("tuning.flex"), preset: true, model_input: None,
+        doc: "flex-tune: 0 = off; else correct only within ±50·(1 − flex) cents of the target, fading to none over the next 10 cents",
+    };
     BEND_RANGE = Row {
         name: "bend_range", address: "/midi/bend_range", kind: Kind::Float { min: 0.0, max: 24.0 }, default: 2.0,
         unit: "st", setting: Some("midi.bend_range"), preset: false, model_input: None,

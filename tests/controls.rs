@@ -216,3 +216,25 @@ fn the_midi_scale_allows_the_held_chord_and_falls_back_when_released() {
     assert!(cents(held, 329.63).abs() <= 5.0, "C-E-G held: output {held:.2} Hz, not E4");
     assert!(cents(released, 293.66).abs() <= 5.0, "released: output {released:.2} Hz, not D4");
 }
+
+#[test]
+fn flex_tune_corrects_near_notes_and_leaves_far_ones_alone() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &["tuning.flex=0.6", "tuning.formant_preserve=0"], &[]);
+    // Flex 0.6: full correction within 20 cents of the note, none past 30. A5, so that whole-Hz
+    // tones (which loop without a seam) fall within 0.2 cents of 35 and 10 cents off.
+    for (off, lands_at) in [(35.0f32, None), (10.0, Some(880.0f32))] {
+        let (tone, sung) = looping_tone(880.0 * 2f32.powf(off / 1200.0), 0.3);
+        let mut client = TestClient::start(&daemon.client, tone, 8);
+        let mut recorded = Vec::new();
+        client.record(3.0, &mut recorded);
+        client.close();
+        let out = median_hz(&recorded[recorded.len() - RATE as usize..]);
+        println!("flex 0.6, sung {sung} Hz ({:+.1} c): out {out:.2} Hz", cents(sung, 880.0));
+        match lands_at {
+            None => assert!(cents(out, sung).abs() <= 5.0, "{off} c off: out {out:.2} Hz, sung {sung} Hz"),
+            Some(note) => assert!(cents(out, note).abs() <= 3.0, "{off} c off: out {out:.2} Hz, not {note} Hz"),
+        }
+    }
+}

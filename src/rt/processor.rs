@@ -17,13 +17,15 @@ use super::meters::Meters;
 use super::midi::Held;
 use super::params::{Mode, Params, SharedParams};
 use crate::BLOCK;
-use crate::parameters::{NOTES, SCALE, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use crate::parameters::{FLEX, NOTES, SCALE, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 use crate::scales::{KEYBOARD, note_hz};
 
 /// Longest model latency the dry delay line can follow, in samples.
 pub const MAX_LATENCY: usize = 8192;
 /// Bypass crossfade length, in samples (~5.8 ms at 44.1 kHz).
 const FADE_SAMPLES: f32 = 256.0;
+/// Flex-tune fades the correction out over this many cents past its window.
+const FLEX_FADE_CENTS: f32 = 10.0;
 /// Consecutive faulty blocks after which the model is retired until a reload.
 pub const MAX_CONSECUTIVE_FAULTS: u32 = 100;
 
@@ -180,15 +182,18 @@ impl Processor {
     }
 
     fn run_model(&mut self, held: &[Held]) {
-        self.reports.fill(BlockReport::default());
         let Some(model) = self.model.as_mut() else {
+            self.reports.fill(BlockReport::default());
             self.wet.copy_from_slice(&self.dry);
             return;
         };
         let transposes = model.feeds(TRANSPOSE);
-        for ((controls, voice), held) in self.controls.iter_mut().zip(self.voices.iter()).zip(held) {
-            *controls = model_controls(&voice.current, held, transposes);
+        for (((controls, voice), held), last) in
+            self.controls.iter_mut().zip(self.voices.iter()).zip(held).zip(self.reports.iter())
+        {
+            *controls = model_controls(&voice.current, held, last, transposes);
         }
+        self.reports.fill(BlockReport::default());
         let mut faulted = None;
         match model.run(&self.clean, &self.controls, &mut self.wet, &mut self.outcomes) {
             Ok(()) => {
@@ -293,10 +298,11 @@ impl Voice {
 
 /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
 /// when the model cannot transpose itself; with no MIDI note held, MIDI mode corrects nothing.
-/// With the `midi` scale the allowed notes are the pitch classes held, while any are.
-fn model_controls(p: &Params, held: &Held, model_transposes: bool) -> Controls {
+/// With the `midi` scale the allowed notes are the pitch classes held, while any are. Flex-tune
+/// scales the strength by how near the last block's sung pitch was to its target.
+fn model_controls(p: &Params, held: &Held, last: &BlockReport, model_transposes: bool) -> Controls {
     let shift = if model_transposes { 1.0 } else { (p.get(TRANSPOSE) / 12.0).exp2() };
-    let strength = p.get(STRENGTH);
+    let strength = p.get(STRENGTH) * flex_gain(p.get(FLEX), p.get(TRANSPOSE), last);
     let mut params = *p;
     if p.get(SCALE) as usize == KEYBOARD && held.classes != 0 {
         params.set(NOTES, f32::from(held.classes));
@@ -308,4 +314,16 @@ fn model_controls(p: &Params, held: &Held, model_transposes: bool) -> Controls {
         (Mode::Midi, None) => (0.0, 0.0),
     };
     Controls { target_hz, strength, params }
+}
+
+/// Flex-tune's share of the strength: 1 within ±50·(1 − flex) cents of the note the target was
+/// chosen from (the target without `transpose`), falling to 0 over the next 10 cents; 1 with
+/// flex off or without a sung pitch and target to compare.
+fn flex_gain(flex: f32, transpose: f32, last: &BlockReport) -> f32 {
+    if flex <= 0.0 || last.detected_hz <= 0.0 || last.target_hz <= 0.0 {
+        return 1.0;
+    }
+    let off = (1200.0 * (last.detected_hz / last.target_hz).log2() + 100.0 * transpose).abs();
+    let window = 50.0 * (1.0 - flex);
+    (1.0 - (off - window) / FLEX_FADE_CENTS).clamp(0.0, 1.0)
 }
