@@ -1,8 +1,8 @@
 //! Everything the JACK thread does in one callback, behind [`Engine::process`], for every voice
 //! at once: MIDI in, re-blocking to the model's block, the block processor (parameters, one
 //! inference for all voices, fallbacks, bypass), the sung notes out as MIDI, meters and callback
-//! timing. Runs on the RT thread; the
-//! JACK handler only fetches port buffers, and tests drive it with plain slices.
+//! timing. Runs on the RT thread; the JACK handler only fetches port buffers, and tests drive it
+//! with plain slices.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,11 +64,6 @@ impl Engine {
     pub fn with_midi_channels(mut self, channels: MidiChannels) -> Engine {
         self.channels = channels;
         self
-    }
-
-    /// How many voices each callback carries.
-    pub fn voices(&self) -> usize {
-        self.processor.voices()
     }
 
     /// Whether the engine can correct at this period and rate with this model.

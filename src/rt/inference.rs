@@ -196,6 +196,7 @@ impl Inference {
         reports: &mut [Result<BlockReport, FaultKind>],
     ) -> Result<(), FaultKind> {
         let voices = self.voices;
+        // A caller that breaks the shapes gets a fault (dry audio), never a panic.
         let block_len = self.inputs[self.slots.audio].len;
         if audio.len() != block_len || out.len() != block_len || controls.len() != voices || reports.len() != voices {
             return Err(FaultKind::NonFinite);

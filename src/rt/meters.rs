@@ -123,10 +123,6 @@ impl Meters {
         &self.voices[index.min(self.voices.len() - 1)]
     }
 
-    pub fn voices(&self) -> usize {
-        self.voices.len()
-    }
-
     /// Counts a block that ran the model (for every voice at once).
     pub fn count_block(&self) {
         self.blocks.fetch_add(1, Relaxed);
