@@ -110,6 +110,7 @@ pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path
         .collect();
     let meters = Arc::new(Meters::new(voices));
     let mut corrector = processor(inference, &vec![params; voices], &meters);
+    corrector.set_sample_rate(spec.sample_rate);
     let blocks = (frames + latency).div_ceil(BLOCK) * if plot_path.is_some() { 2 } else { 1 };
     let bar = if progress { ProgressBar::new(blocks as u64) } else { ProgressBar::hidden() };
     bar.set_style(

@@ -166,6 +166,11 @@ parameters! {
         unit: "", setting: Some("tuning.flex"), preset: true, model_input: None,
         doc: "flex-tune: 0 = off; else correct only within ±50·(1 − flex) cents of the target, fading to none over the next 10 cents",
     };
+    HUMANIZE = Row {
+        name: "humanize", address: "/humanize", kind: Kind::Float { min: 0.0, max: 1.0 }, default: 0.0,
+        unit: "", setting: Some("tuning.humanize"), preset: true, model_input: None,
+        doc: "on notes held past 120 ms the retune time grows towards humanize × 400 ms, so sustained notes keep their slow movement while short ones snap",
+    };
     BEND_RANGE = Row {
         name: "bend_range", address: "/midi/bend_range", kind: Kind::Float { min: 0.0, max: 24.0 }, default: 2.0,
         unit: "st", setting: Some("midi.bend_range"), preset: false, model_input: None,

@@ -238,3 +238,63 @@ fn flex_tune_corrects_near_notes_and_leaves_far_ones_alone() {
         }
     }
 }
+
+/// The pitch along `signal` in cents from `reference`, each value the mean over ~20 periods (so
+/// the grains' cycle-to-cycle jitter averages out and the sung movement remains).
+fn smoothed_cents(signal: &[f32], reference: f32) -> Vec<f32> {
+    let track: Vec<f32> = pitch_track(signal).into_iter().map(|(_, hz)| cents(hz, reference)).collect();
+    track.windows(20).map(|w| w.iter().sum::<f32>() / 20.0).collect()
+}
+
+fn standard_deviation(values: &[f32]) -> f32 {
+    let mean = values.iter().sum::<f32>() / values.len() as f32;
+    (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / values.len() as f32).sqrt()
+}
+
+#[test]
+fn humanize_keeps_a_held_note_s_drift_and_short_notes_still_snap() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &["tuning.formant_preserve=0"], &[]);
+    let osc = OscClient::new();
+    // A held A3 drifting ±15 cents at 0.7 Hz, 7 s, played once.
+    let rate = RATE as f64;
+    let mut phase = 0.0f64;
+    let drifting: Vec<f32> = (0..7 * RATE as usize)
+        .map(|i| {
+            let cents = 15.0 * (std::f64::consts::TAU * 0.7 * i as f64 / rate).sin();
+            phase += std::f64::consts::TAU * 220.0 * (cents / 1200.0).exp2() / rate;
+            0.3 * phase.sin() as f32
+        })
+        .collect();
+    let sung = standard_deviation(&smoothed_cents(&drifting[3 * RATE as usize..], 220.0));
+    // A 150 ms note 40 cents sharp, then silence, once a second.
+    let mut short = sine(220.0 * 2f32.powf(40.0 / 1200.0), 0.15, 0.3);
+    short.resize(RATE as usize, 0.0);
+    for humanize in [0.0f32, 1.0] {
+        osc.send(daemon.osc, "/autotune/humanize", vec![OscType::Float(humanize)]);
+        let mut client = TestClient::with_midi(&daemon.client, drifting.clone(), false, Vec::new(), 10);
+        let mut recorded = Vec::new();
+        client.record(6.5, &mut recorded);
+        client.close();
+        let start = recorded.iter().position(|x| x.abs() > 0.01).expect("output");
+        let held =
+            standard_deviation(&smoothed_cents(&recorded[start + 3 * RATE as usize..start + 6 * RATE as usize], 220.0));
+
+        let mut client = TestClient::start(&daemon.client, short.clone(), 8);
+        let mut recorded = Vec::new();
+        client.record(3.0, &mut recorded);
+        client.close();
+        let tail = &recorded[recorded.len() - 2 * RATE as usize..];
+        let onset = tail.iter().position(|x| x.abs() > 0.01).expect("the short note");
+        let note = &tail[onset + RATE as usize / 20..onset + RATE as usize * 14 / 100];
+        let landed = cents(median_hz(note), 220.0);
+        println!("humanize {humanize}: held drift SD {held:.2} c (sung {sung:.2}); 150 ms note at {landed:+.2} c");
+        if humanize == 0.0 {
+            assert!(held <= 2.5, "humanize 0: the drift comes out at {held:.2} c SD");
+        } else {
+            assert!(held >= sung / 2.0, "humanize 1: {held:.2} c SD of the sung {sung:.2}");
+        }
+        assert!(landed.abs() <= 8.0, "humanize {humanize}: the 150 ms note lands {landed:.2} c from A3");
+    }
+}

@@ -37,12 +37,13 @@ impl Engine {
     /// An engine for a server at `sample_rate` with `period`-frame callbacks, for as many voices
     /// as `processor` has. Allocates everything it will use.
     pub fn new(
-        processor: Processor,
+        mut processor: Processor,
         sample_rate: u32,
         period: usize,
         model_rate: Option<u32>,
         meters: Arc<Meters>,
     ) -> Engine {
+        processor.set_sample_rate(sample_rate);
         let voices = processor.voices();
         let mut engine = Engine {
             processor,

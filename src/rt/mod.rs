@@ -4,6 +4,7 @@
 pub mod denormals;
 pub mod engine;
 pub mod events;
+pub mod expression;
 pub mod inference;
 pub mod meters;
 pub mod midi;

@@ -12,20 +12,19 @@ use std::sync::Arc;
 use rtrb::{Consumer, Producer};
 
 use super::events::{Command, FaultKind, RtEvent};
+use super::expression::{Expression, Shaping};
 use super::inference::{BlockReport, Controls, Inference};
 use super::meters::Meters;
 use super::midi::Held;
 use super::params::{Mode, Params, SharedParams};
 use crate::BLOCK;
-use crate::parameters::{FLEX, NOTES, SCALE, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
+use crate::parameters::{NOTES, SCALE, STRENGTH, TARGET_HZ, TRANSPOSE, TUNING_HZ};
 use crate::scales::{KEYBOARD, note_hz};
 
 /// Longest model latency the dry delay line can follow, in samples.
 pub const MAX_LATENCY: usize = 8192;
 /// Bypass crossfade length, in samples (~5.8 ms at 44.1 kHz).
 const FADE_SAMPLES: f32 = 256.0;
-/// Flex-tune fades the correction out over this many cents past its window.
-const FLEX_FADE_CENTS: f32 = 10.0;
 /// Consecutive faulty blocks after which the model is retired until a reload.
 pub const MAX_CONSECUTIVE_FAULTS: u32 = 100;
 
@@ -66,6 +65,7 @@ struct Voice {
     dry_line: DelayLine,
     /// 1 = all wet, 0 = all dry (bypassed); moves towards the bypass setting per sample.
     wet_gain: f32,
+    expression: Expression,
 }
 
 pub struct Processor {
@@ -83,6 +83,8 @@ pub struct Processor {
     reports: Box<[BlockReport]>,
     fault_streak: u32,
     blocks: u64,
+    /// One block's length, ms, at the stream's rate.
+    block_ms: f32,
 }
 
 impl Processor {
@@ -105,6 +107,7 @@ impl Processor {
                     current,
                     dry_line: DelayLine::new(latency),
                     wet_gain: if current.bypass() { 0.0 } else { 1.0 },
+                    expression: Expression::default(),
                 }
             })
             .collect();
@@ -123,7 +126,13 @@ impl Processor {
             voices,
             fault_streak: 0,
             blocks: 0,
+            block_ms: BLOCK as f32 * 1000.0 / 44_100.0,
         }
+    }
+
+    /// The rate the stream runs at (44.1 kHz unless set), for the controls that count time.
+    pub fn set_sample_rate(&mut self, sample_rate: u32) {
+        self.block_ms = BLOCK as f32 * 1000.0 / sample_rate.max(1) as f32;
     }
 
     /// How many voices each block carries.
@@ -189,9 +198,10 @@ impl Processor {
         };
         let transposes = model.feeds(TRANSPOSE);
         for (((controls, voice), held), last) in
-            self.controls.iter_mut().zip(self.voices.iter()).zip(held).zip(self.reports.iter())
+            self.controls.iter_mut().zip(self.voices.iter_mut()).zip(held).zip(self.reports.iter())
         {
-            *controls = model_controls(&voice.current, held, last, transposes);
+            let shaping = voice.expression.next(&voice.current, last, self.block_ms);
+            *controls = model_controls(&voice.current, held, &shaping, transposes);
         }
         self.reports.fill(BlockReport::default());
         let mut faulted = None;
@@ -298,12 +308,12 @@ impl Voice {
 
 /// What the model is fed this block. Explicit targets (manual, MIDI) are transposed here
 /// when the model cannot transpose itself; with no MIDI note held, MIDI mode corrects nothing.
-/// With the `midi` scale the allowed notes are the pitch classes held, while any are. Flex-tune
-/// scales the strength by how near the last block's sung pitch was to its target.
-fn model_controls(p: &Params, held: &Held, last: &BlockReport, model_transposes: bool) -> Controls {
-    let shift = if model_transposes { 1.0 } else { (p.get(TRANSPOSE) / 12.0).exp2() };
-    let strength = p.get(STRENGTH) * flex_gain(p.get(FLEX), p.get(TRANSPOSE), last);
-    let mut params = *p;
+/// With the `midi` scale the allowed notes are the pitch classes held, while any are. `shaping`
+/// (flex-tune, humanize) scales the strength and moves the transpose.
+fn model_controls(p: &Params, held: &Held, shaping: &Shaping, model_transposes: bool) -> Controls {
+    let shift = if model_transposes { 1.0 } else { (shaping.transpose / 12.0).exp2() };
+    let strength = p.get(STRENGTH) * shaping.strength_gain;
+    let mut params = p.with(TRANSPOSE, shaping.transpose);
     if p.get(SCALE) as usize == KEYBOARD && held.classes != 0 {
         params.set(NOTES, f32::from(held.classes));
     }
@@ -314,16 +324,4 @@ fn model_controls(p: &Params, held: &Held, last: &BlockReport, model_transposes:
         (Mode::Midi, None) => (0.0, 0.0),
     };
     Controls { target_hz, strength, params }
-}
-
-/// Flex-tune's share of the strength: 1 within ±50·(1 − flex) cents of the note the target was
-/// chosen from (the target without `transpose`), falling to 0 over the next 10 cents; 1 with
-/// flex off or without a sung pitch and target to compare.
-fn flex_gain(flex: f32, transpose: f32, last: &BlockReport) -> f32 {
-    if flex <= 0.0 || last.detected_hz <= 0.0 || last.target_hz <= 0.0 {
-        return 1.0;
-    }
-    let off = (1200.0 * (last.detected_hz / last.target_hz).log2() + 100.0 * transpose).abs();
-    let window = 50.0 * (1.0 - flex);
-    (1.0 - (off - window) / FLEX_FADE_CENTS).clamp(0.0, 1.0)
 }

@@ -1,0 +1,127 @@
+//! Expressive controls, per voice and block on the RT thread: flex-tune's share of the strength
+//! and humanize's offset of the target, both worked out from what the voice's last block
+//! reported (its sung pitch and the target it was steered to).
+
+use super::inference::BlockReport;
+use super::params::Params;
+use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE};
+
+/// Flex-tune fades the correction out over this many cents past its window.
+const FLEX_FADE_CENTS: f32 = 10.0;
+/// Humanize leaves a note alone this long after it starts, so short notes still snap ...
+const HUMANIZE_AFTER_MS: f32 = 120.0;
+/// ... then lengthens its retune time over this long ...
+const HUMANIZE_RAMP_MS: f32 = 100.0;
+/// ... to humanize × this.
+const HUMANIZE_RETUNE_MS: f32 = 400.0;
+/// A target this far from the last one is a new note.
+const NEW_NOTE_CENTS: f32 = 50.0;
+
+/// How the next block's correction is shaped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shaping {
+    /// Multiplies the strength (flex-tune).
+    pub strength_gain: f32,
+    /// Semitones the target moves: `transpose` plus humanize's offset.
+    pub transpose: f32,
+}
+
+/// One voice's expressive state between blocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expression {
+    /// The transpose the model was fed last block, to find the note its target came from.
+    fed_transpose: f32,
+    /// The note being held, Hz (0 = none), and for how many blocks.
+    note_hz: f32,
+    held_blocks: u32,
+    /// The sung pitch's slow movement around the note, cents: humanize corrects only this.
+    slow_cents: f32,
+}
+
+impl Expression {
+    /// The shaping of the next block, from the last block's report.
+    pub fn next(&mut self, p: &Params, last: &BlockReport, block_ms: f32) -> Shaping {
+        let note_hz = if last.target_hz > 0.0 { last.target_hz * (-self.fed_transpose / 12.0).exp2() } else { 0.0 };
+        let deviation = (last.detected_hz > 0.0 && note_hz > 0.0).then(|| 1200.0 * (last.detected_hz / note_hz).log2());
+        let strength_gain = flex_gain(p.get(FLEX), deviation);
+        let offset = self.humanize(p.get(HUMANIZE), note_hz, deviation, block_ms);
+        self.fed_transpose = p.get(TRANSPOSE) + offset / 100.0;
+        Shaping { strength_gain, transpose: self.fed_transpose }
+    }
+
+    /// Humanize's offset of the target, cents: on a note held past `HUMANIZE_AFTER_MS` the
+    /// correction follows the sung pitch through a retune time growing towards humanize ×
+    /// `HUMANIZE_RETUNE_MS`, so the deviation's fast part (its movement) stays and its slow part
+    /// (how far off the note is sung) is still corrected.
+    fn humanize(&mut self, humanize: f32, note_hz: f32, deviation: Option<f32>, block_ms: f32) -> f32 {
+        let Some(deviation) = deviation.filter(|_| humanize > 0.0) else {
+            self.note_hz = 0.0;
+            return 0.0;
+        };
+        if self.note_hz <= 0.0 || (1200.0 * (note_hz / self.note_hz).log2()).abs() > NEW_NOTE_CENTS {
+            self.note_hz = note_hz;
+            self.held_blocks = 0;
+            self.slow_cents = deviation;
+        }
+        self.held_blocks = self.held_blocks.saturating_add(1);
+        let held_ms = self.held_blocks as f32 * block_ms;
+        let ramp = ((held_ms - HUMANIZE_AFTER_MS) / HUMANIZE_RAMP_MS).clamp(0.0, 1.0);
+        let retune_ms = humanize * HUMANIZE_RETUNE_MS * ramp;
+        self.slow_cents = if retune_ms > 0.0 {
+            self.slow_cents + (deviation - self.slow_cents) * (1.0 - (-block_ms / retune_ms).exp())
+        } else {
+            deviation
+        };
+        deviation - self.slow_cents
+    }
+}
+
+/// Flex-tune's share of the strength: 1 within ±50·(1 − flex) cents of the note the target was
+/// chosen from, falling to 0 over the next 10 cents; 1 with flex off or nothing to compare.
+fn flex_gain(flex: f32, deviation: Option<f32>) -> f32 {
+    let Some(off) = deviation.filter(|_| flex > 0.0).map(f32::abs) else { return 1.0 };
+    let window = 50.0 * (1.0 - flex);
+    (1.0 - (off - window) / FLEX_FADE_CENTS).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(detected_hz: f32, target_hz: f32) -> BlockReport {
+        BlockReport { confidence: 1.0, detected_hz, target_hz }
+    }
+
+    #[test]
+    fn humanize_keeps_a_held_note_s_movement_and_corrects_its_offset() {
+        let p = Params::default().with(HUMANIZE, 1.0);
+        let mut e = Expression::default();
+        let block_ms = 512.0 * 1000.0 / 44_100.0;
+        let cents_hz = |c: f32| 220.0 * (c / 1200.0).exp2();
+        // 40 cents sharp and steady: the offset stays corrected.
+        let steady: Vec<f32> =
+            (0..200).map(|_| e.next(&p, &report(cents_hz(40.0), 220.0), block_ms).transpose).collect();
+        assert!(steady.iter().all(|t| t.abs() < 1e-4), "{:?}", &steady[..5]);
+        // A 0.7 Hz, ±15 cent drift around that: most of it passes once the note is held.
+        let mut e = Expression::default();
+        let drift = |b: usize| 40.0 + 15.0 * (std::f32::consts::TAU * 0.7 * b as f32 * block_ms / 1000.0).sin();
+        let kept: Vec<f32> =
+            (0..400).map(|b| 100.0 * e.next(&p, &report(cents_hz(drift(b)), 220.0), block_ms).transpose).collect();
+        let late = &kept[200..];
+        let swing = late.iter().copied().fold(f32::MIN, f32::max) - late.iter().copied().fold(f32::MAX, f32::min);
+        assert!(swing > 15.0, "the target swings {swing} cents of the drift's 30");
+        // Humanize 0 moves nothing.
+        let mut e = Expression::default();
+        let off = Params::default();
+        assert!((0..100).all(|b| e.next(&off, &report(cents_hz(drift(b)), 220.0), block_ms).transpose == 0.0));
+    }
+
+    #[test]
+    fn flex_opens_near_the_note_and_closes_far_from_it() {
+        assert_eq!(flex_gain(0.6, Some(10.0)), 1.0);
+        assert!((flex_gain(0.6, Some(-25.0)) - 0.5).abs() < 1e-5);
+        assert_eq!(flex_gain(0.6, Some(35.0)), 0.0);
+        assert_eq!(flex_gain(0.0, Some(35.0)), 1.0);
+        assert_eq!(flex_gain(0.6, None), 1.0);
+    }
+}
