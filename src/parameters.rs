@@ -171,6 +171,21 @@ parameters! {
         unit: "", setting: Some("tuning.humanize"), preset: true, model_input: None,
         doc: "on notes held past 120 ms the retune time grows towards humanize × 400 ms, so sustained notes keep their slow movement while short ones snap",
     };
+    VIBRATO_RATE_HZ = Row {
+        name: "vibrato_rate", address: "/vibrato/rate", kind: Kind::Float { min: 0.1, max: 10.0 }, default: 5.5,
+        unit: "Hz", setting: Some("tuning.vibrato_rate"), preset: true, model_input: None,
+        doc: "rate of the created vibrato",
+    };
+    VIBRATO_DEPTH = Row {
+        name: "vibrato_depth", address: "/vibrato/depth", kind: Kind::Float { min: 0.0, max: 100.0 }, default: 0.0,
+        unit: "c", setting: Some("tuning.vibrato_depth"), preset: true, model_input: None,
+        doc: "created vibrato, ± this many cents around the target (0 = off)",
+    };
+    VIBRATO_ONSET_MS = Row {
+        name: "vibrato_onset", address: "/vibrato/onset", kind: Kind::Float { min: 0.0, max: 1500.0 }, default: 0.0,
+        unit: "ms", setting: Some("tuning.vibrato_onset"), preset: true, model_input: None,
+        doc: "how long after each note starts the created vibrato begins",
+    };
     BEND_RANGE = Row {
         name: "bend_range", address: "/midi/bend_range", kind: Kind::Float { min: 0.0, max: 24.0 }, default: 2.0,
         unit: "st", setting: Some("midi.bend_range"), preset: false, model_input: None,

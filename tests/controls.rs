@@ -298,3 +298,39 @@ fn humanize_keeps_a_held_note_s_drift_and_short_notes_still_snap() {
         assert!(landed.abs() <= 8.0, "humanize {humanize}: the 150 ms note lands {landed:.2} c from A3");
     }
 }
+
+#[test]
+fn created_vibrato_starts_after_its_onset_at_its_rate_and_depth() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let extra = ["tuning.vibrato_rate=5", "tuning.vibrato_depth=40", "tuning.vibrato_onset=300", "tuning.formant_preserve=0"];
+    let daemon = Daemon::start(&server, None, &extra, &[]);
+    // Half a second of silence, then a steady, in-tune A3 for four seconds, played once.
+    let mut signal = vec![0.0; RATE as usize / 2];
+    signal.extend(sine(220.0, 4.0, 0.3));
+    let mut client = TestClient::with_midi(&daemon.client, signal, false, Vec::new(), 10);
+    let mut recorded = Vec::new();
+    client.record(4.5, &mut recorded);
+    client.close();
+    let onset = recorded.iter().position(|x| x.abs() > 0.01).expect("output");
+    let ms = |t: usize| onset + t * RATE as usize / 1000;
+    // Five periods a value: a 5 Hz vibrato passes, the grains' jitter averages out.
+    let track = |from: usize, to: usize| -> Vec<(f32, f32)> {
+        let points = pitch_track(&recorded[from..to]);
+        points
+            .windows(5)
+            .map(|w| (w[2].0 as f32 / RATE as f32, w.iter().map(|(_, hz)| cents(*hz, 220.0)).sum::<f32>() / 5.0))
+            .collect()
+    };
+    let before: Vec<f32> = track(ms(50), ms(250)).into_iter().map(|(_, c)| c).collect();
+    let spread_before = before.iter().copied().fold(f32::MIN, f32::max) - before.iter().copied().fold(f32::MAX, f32::min);
+    let during = track(ms(1000), ms(3500));
+    let mean = during.iter().map(|(_, c)| c).sum::<f32>() / during.len() as f32;
+    let depth = (2.0 * during.iter().map(|(_, c)| (c - mean) * (c - mean)).sum::<f32>() / during.len() as f32).sqrt();
+    let rises: Vec<f32> = during.windows(2).filter(|w| w[0].1 < mean && w[1].1 >= mean).map(|w| w[1].0).collect();
+    let rate = (rises.len() - 1) as f32 / (rises[rises.len() - 1] - rises[0]);
+    println!("created vibrato: {rate:.2} Hz, depth {depth:.1} c, before the onset {spread_before:.1} c peak to peak");
+    assert!((rate - 5.0).abs() <= 0.3, "rate {rate:.2} Hz");
+    assert!((depth - 40.0).abs() <= 8.0, "depth {depth:.1} c");
+    assert!(spread_before <= 5.0, "{spread_before:.1} c of movement before the onset");
+}

@@ -1,10 +1,12 @@
-//! Expressive controls, per voice and block on the RT thread: flex-tune's share of the strength
-//! and humanize's offset of the target, both worked out from what the voice's last block
-//! reported (its sung pitch and the target it was steered to).
+//! Expressive controls, per voice and block on the RT thread: flex-tune's share of the strength,
+//! and humanize's and the created vibrato's offsets of the target, worked out from what the
+//! voice's last block reported (its sung pitch and the target it was steered to).
 
 use super::inference::BlockReport;
 use super::params::Params;
-use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE};
+use std::f32::consts::TAU;
+
+use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE, VIBRATO_DEPTH, VIBRATO_ONSET_MS, VIBRATO_RATE_HZ};
 
 /// Flex-tune fades the correction out over this many cents past its window.
 const FLEX_FADE_CENTS: f32 = 10.0;
@@ -22,7 +24,7 @@ const NEW_NOTE_CENTS: f32 = 50.0;
 pub struct Shaping {
     /// Multiplies the strength (flex-tune).
     pub strength_gain: f32,
-    /// Semitones the target moves: `transpose` plus humanize's offset.
+    /// Semitones the target moves: `transpose` plus humanize's and the vibrato's offsets.
     pub transpose: f32,
 }
 
@@ -36,6 +38,8 @@ pub struct Expression {
     held_blocks: u32,
     /// The sung pitch's slow movement around the note, cents: humanize corrects only this.
     slow_cents: f32,
+    /// The created vibrato's phase, radians since its onset on this note.
+    vibrato_phase: f32,
 }
 
 impl Expression {
@@ -44,26 +48,36 @@ impl Expression {
         let note_hz = if last.target_hz > 0.0 { last.target_hz * (-self.fed_transpose / 12.0).exp2() } else { 0.0 };
         let deviation = (last.detected_hz > 0.0 && note_hz > 0.0).then(|| 1200.0 * (last.detected_hz / note_hz).log2());
         let strength_gain = flex_gain(p.get(FLEX), deviation);
-        let offset = self.humanize(p.get(HUMANIZE), note_hz, deviation, block_ms);
+        let offset = match deviation {
+            Some(deviation) => {
+                self.follow_note(note_hz, deviation);
+                self.humanize(p.get(HUMANIZE), deviation, block_ms) + self.vibrato(p, block_ms)
+            }
+            None => {
+                self.note_hz = 0.0;
+                0.0
+            }
+        };
         self.fed_transpose = p.get(TRANSPOSE) + offset / 100.0;
         Shaping { strength_gain, transpose: self.fed_transpose }
+    }
+
+    /// Counts how long the note the target comes from has been held; a new note starts over.
+    fn follow_note(&mut self, note_hz: f32, deviation: f32) {
+        if self.note_hz <= 0.0 || (1200.0 * (note_hz / self.note_hz).log2()).abs() > NEW_NOTE_CENTS {
+            self.note_hz = note_hz;
+            self.held_blocks = 0;
+            self.slow_cents = deviation;
+            self.vibrato_phase = 0.0;
+        }
+        self.held_blocks = self.held_blocks.saturating_add(1);
     }
 
     /// Humanize's offset of the target, cents: on a note held past `HUMANIZE_AFTER_MS` the
     /// correction follows the sung pitch through a retune time growing towards humanize ×
     /// `HUMANIZE_RETUNE_MS`, so the deviation's fast part (its movement) stays and its slow part
     /// (how far off the note is sung) is still corrected.
-    fn humanize(&mut self, humanize: f32, note_hz: f32, deviation: Option<f32>, block_ms: f32) -> f32 {
-        let Some(deviation) = deviation.filter(|_| humanize > 0.0) else {
-            self.note_hz = 0.0;
-            return 0.0;
-        };
-        if self.note_hz <= 0.0 || (1200.0 * (note_hz / self.note_hz).log2()).abs() > NEW_NOTE_CENTS {
-            self.note_hz = note_hz;
-            self.held_blocks = 0;
-            self.slow_cents = deviation;
-        }
-        self.held_blocks = self.held_blocks.saturating_add(1);
+    fn humanize(&mut self, humanize: f32, deviation: f32, block_ms: f32) -> f32 {
         let held_ms = self.held_blocks as f32 * block_ms;
         let ramp = ((held_ms - HUMANIZE_AFTER_MS) / HUMANIZE_RAMP_MS).clamp(0.0, 1.0);
         let retune_ms = humanize * HUMANIZE_RETUNE_MS * ramp;
@@ -73,6 +87,18 @@ impl Expression {
             deviation
         };
         deviation - self.slow_cents
+    }
+
+    /// The created vibrato's offset of the target, cents: a sine of `vibrato_depth` cents at
+    /// `vibrato_rate` Hz from `vibrato_onset` ms after the note starts, rising from zero.
+    fn vibrato(&mut self, p: &Params, block_ms: f32) -> f32 {
+        let depth = p.get(VIBRATO_DEPTH);
+        if depth <= 0.0 || (self.held_blocks as f32 * block_ms) < p.get(VIBRATO_ONSET_MS) {
+            return 0.0;
+        }
+        let offset = depth * self.vibrato_phase.sin();
+        self.vibrato_phase = (self.vibrato_phase + TAU * p.get(VIBRATO_RATE_HZ) * block_ms / 1000.0) % TAU;
+        offset
     }
 }
 
