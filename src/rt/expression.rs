@@ -2,10 +2,10 @@
 //! and humanize's and the created vibrato's offsets of the target, worked out from what the
 //! voice's last block reported (its sung pitch and the target it was steered to).
 
-use super::inference::BlockReport;
-use super::params::Params;
 use std::f32::consts::TAU;
 
+use super::inference::BlockReport;
+use super::params::Params;
 use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE, VIBRATO_DEPTH, VIBRATO_ONSET_MS, VIBRATO_RATE_HZ};
 
 /// Flex-tune fades the correction out over this many cents past its window.
