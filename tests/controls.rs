@@ -303,7 +303,8 @@ fn humanize_keeps_a_held_note_s_drift_and_short_notes_still_snap() {
 fn created_vibrato_starts_after_its_onset_at_its_rate_and_depth() {
     let _jack = jack_lock();
     let server = JackServer::start(RATE, 512);
-    let extra = ["tuning.vibrato_rate=5", "tuning.vibrato_depth=40", "tuning.vibrato_onset=300", "tuning.formant_preserve=0"];
+    let extra =
+        ["tuning.vibrato_rate=5", "tuning.vibrato_depth=40", "tuning.vibrato_onset=300", "tuning.formant_preserve=0"];
     let daemon = Daemon::start(&server, None, &extra, &[]);
     // Half a second of silence, then a steady, in-tune A3 for four seconds, played once.
     let mut signal = vec![0.0; RATE as usize / 2];
@@ -323,7 +324,8 @@ fn created_vibrato_starts_after_its_onset_at_its_rate_and_depth() {
             .collect()
     };
     let before: Vec<f32> = track(ms(50), ms(250)).into_iter().map(|(_, c)| c).collect();
-    let spread_before = before.iter().copied().fold(f32::MIN, f32::max) - before.iter().copied().fold(f32::MAX, f32::min);
+    let spread_before =
+        before.iter().copied().fold(f32::MIN, f32::max) - before.iter().copied().fold(f32::MAX, f32::min);
     let during = track(ms(1000), ms(3500));
     let mean = during.iter().map(|(_, c)| c).sum::<f32>() / during.len() as f32;
     let depth = (2.0 * during.iter().map(|(_, c)| (c - mean) * (c - mean)).sum::<f32>() / during.len() as f32).sqrt();
