@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.0.0"
+VERSION = "3.1.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -215,7 +215,7 @@ def build(sample_rate):
     # 3-4. Per-block decisions. The pack: every scalar they read, clipped per lane; the first
     # LOGGED lanes also go through one Log.
     lo, hi = R.agree_bounds()
-    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "dl0"] + [f"a{h}" for h in range(heads)] + [
+    state_lanes = ["pe", "pv", "cn", "pt", "sp", "unfed", "psi0", "dl0", "cen"] + [f"a{h}" for h in range(heads)] + [
         f"s{h}" for h in range(heads)]
     # The grain phase is a fraction: clipped to [0, 1] so that no state can start more grains than
     # the graph has slots for; the delay stays within the history; the spans within the bounds
@@ -226,11 +226,11 @@ def build(sample_rate):
         (lane + "_l", 1.0 if lane == "sp" else 1e-6, BIG) for lane in state_lanes]
     pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, *state_bounds.get(lane, (-BIG, BIG))) for lane in state_lanes] + [
         ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG),
-        ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT))] + [
-        (f"mask{k}", -BIG, BIG) for k in range(12)]
+        ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT)),
+        ("per", 0.0, float(R.SCALE_PERIOD_MAX)), ("perc", 1.0, float(R.SCALE_PERIOD_MAX))]
     pack = g.Concat(e0, est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
                     "correction_strength", "retune_ms", "transpose", "target_pitch", "formant_preserve",
-                    "formant_shift", "scale_mask", axis=1)
+                    "formant_shift", "scale_period", "scale_period", axis=1)
     bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
     clipped = g.Min(g.Max(pack, g.const(bounds[:1])), g.const(bounds[1:]))
     logs = g.Log(g.slice(clipped, 0, len(logged)))
@@ -250,9 +250,8 @@ def build(sample_rate):
               "1": float((-F(10.0) / F(np.log(10.0)) * F(np.log(BD)) - R.GATE_DB) / R.GATE_RANGE_DB)}]
     voiced = [plus(ramp, {"1": -BELOW_HALF}) for ramp in ramps]  # both ramps >= 0.5
     manual, auto = {"tp": 1.0, "1": -float(R.MANUAL_HZ)}, {"tp": -1.0, "1": ABOVE_MANUAL}
-    # a class is allowed at mask 1; "any allowed" is a mask sum above 0.5
-    allowed = dict({f"mask{k}": 1.0 for k in range(12)}, **{"1": -0.5})
-    none_allowed = dict({f"mask{k}": -1.0 for k in range(12)}, **{"1": ABOVE_HALF})
+    # a scale allows notes when its period is above 0.5 (0: none)
+    allowed, none_allowed = {"per": 1.0, "1": -0.5}, {"per": -1.0, "1": ABOVE_HALF}
     was_voiced = {"pv": 1.0, "1": -BELOW_HALF}
     held, not_held = {"pt": 1.0, "1": -BELOW_NO_TARGET}, {"pt": -1.0, "1": float(R.NO_TARGET)}
     spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
@@ -307,14 +306,16 @@ def build(sample_rate):
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
     ]
-    late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced)]
+    late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced), ("v_dz", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
 
-    hysteresis = float(R.HYSTERESIS_ST / F(12.0))
-    u, mask, held_mask, ands, num, den, values, cn, slope, lever = lanes_a.linear([
-        ("u", [{lane: k / 12.0 for lane, k in dict(m_in, **{"1": m_in["1"] - cls}).items()} for cls in range(12)]),
-        ("mask", [{f"mask{k}": 1.0} for k in range(12)]),
-        ("held_mask", [{f"mask{k}": 1.0, "1": hysteresis} for k in range(12)]),
+    keep = float(c.centre_keep)
+    to_centre = plus({"cen": 1.0}, {lane: -k for lane, k in m_in.items()})
+    m_in_t, period, cx, cx_keep, ands, num, den, values, cn, slope, lever = lanes_a.linear([
+        ("m_in", [m_in]),
+        ("period", [{"perc": 1.0}]),
+        ("cx", [to_centre]),
+        ("cx_keep", [{lane: keep * k for lane, k in to_centre.items()}]),
         ("ands", [col for group in weight_groups for col in group]),
         ("num", [{"1": 1e-3}, {"1": 30.0}]),
         ("den", [{"ret": float(c.sr / F(3000.0))}, {"est": 1.0}]),
@@ -328,18 +329,22 @@ def build(sample_rate):
     count = len(early) + len(late)
     weights = g.Clip(g.ReduceMin(g.Reshape(ands, g.ints(-1, TERMS, count)), axes=[1], keepdims=0), zero, g.f(1.0))
 
-    # auto note: the nearest allowed candidate, the current note kept within the hysteresis
-    r = g.Round(u)
-    candidates = g.Add(g.Mul(r, g.f(12.0)), g.const(np.arange(12, dtype=F).reshape(1, 12)))
-    bonus = g.Where(g.Equal(candidates, cn), held_mask, mask)
-    best = g.ArgMin(g.Sub(g.Abs(g.Sub(r, u)), bonus), axis=1, keepdims=1)
+    # auto note: the allowed pitch nearest the sung centre (the centre moved towards the sung
+    # pitch, or the sung pitch where the centre is far), the current note kept within the
+    # hysteresis
+    dz = g.Where(g.Less(g.Abs(cx), g.f(R.CENTRE_RESET_ST)), cx_keep, zero)
+    m_sel = g.Add(m_in_t, dz)
+    r = g.Round(g.Div(g.Sub(m_sel, "scale_notes"), period))
+    candidates = g.Add(g.Mul(r, period), "scale_notes")
+    bonus = g.Where(g.Equal(candidates, cn), g.f(R.HYSTERESIS_ST), zero)
+    best = g.ArgMin(g.Sub(g.Abs(g.Sub(candidates, m_sel)), bonus), axis=1, keepdims=1)
     auto_note = g.GatherElements(candidates, best, axis=1)
 
     # 1/time constant and 1/estimate, both scaled into [0, 1]
     ratios = g.Clip(g.Div(num, den), zero, g.f(1.0))
     trend = g.Mul(slope, lever)
 
-    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, axis=1))
+    products = g.Mul(weights, g.Concat(values, auto_note, trend, ratios, dz, axis=1))
     names = [name for name, _, _ in early] + [name for name, _ in late]
     assert len(set(names)) == len(names), "product lane names must be unique"
     lanes_c = Lanes(g, [(products, names)])
@@ -404,7 +409,8 @@ def build(sample_rate):
         ("state", [total("v_est"), total("voicing"),
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
-                   plus(spacing, spacing_change), {}, {}, {"1": float(N - 1 + H) - lag}]
+                   plus(spacing, spacing_change), {}, {}, {"1": float(N - 1 + H) - lag},
+                   total("v_m_in", "v_dz")]
                   + [{"1": float(lag - H - N)}] * heads + [{}] * heads
                   + [plus({"1": ln_sr}, times(-1.0, ltp_a))]),
         ("detected", [{"detect": float(c.sr / F(30.0))}]),
@@ -498,7 +504,8 @@ def build(sample_rate):
     f32 = TensorProto.FLOAT
     voices = "voices"
     inputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
-        ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_mask", 12), ("tuning_hz", 1),
+        ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_notes", R.SCALE_SLOTS),
+        ("scale_period", 1), ("tuning_hz", 1),
         ("retune_ms", 1), ("transpose", 1), ("formant_preserve", 1), ("formant_shift", 1), ("history", H),
         ("state", R.STATE_LEN)]] + [helper.make_tensor_value_info("voice_mix", f32, [voices, voices])]
     outputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
@@ -509,7 +516,9 @@ def build(sample_rate):
     # initializers, not inputs; autotuned reads both lists.
     unfed_state = np.zeros((1, R.STATE_LEN), np.float32)
     unfed_state[0, R.S_UNFED] = 1.0
-    defaults = {"scale_mask": np.ones((1, 12), np.float32), "tuning_hz": np.full((1, 1), 440.0, np.float32),
+    chromatic, octave = R.scale_from_mask(np.ones(12, np.float32))
+    defaults = {"scale_notes": chromatic.reshape(1, -1), "scale_period": np.full((1, 1), octave, np.float32),
+                "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),
                 "history": np.zeros((1, H), np.float32), "state": unfed_state,

@@ -304,7 +304,7 @@ def ort_timing(sess, blocks):
     signal = signal + 0.001 * rng.standard_normal(len(signal)).astype(np.float32)
     feeds = stream.initial_state(sess)
     feeds.update(target_pitch=np.zeros((1, 1), np.float32), correction_strength=np.ones((1, 1), np.float32),
-                 scale_mask=np.ones((1, 12), np.float32), tuning_hz=np.full((1, 1), 440.0, np.float32),
+                 tuning_hz=np.full((1, 1), 440.0, np.float32),
                  retune_ms=np.zeros((1, 1), np.float32))
     names = [o.name for o in sess.get_outputs()]
     times = []

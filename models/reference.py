@@ -60,6 +60,16 @@ GATE_RANGE_DB = F(10.0)
 AGREE_CENTS = F(60.0)
 # Auto mode keeps the current note until another allowed note is this many semitones closer.
 HYSTERESIS_ST = F(0.25)
+# Allowed pitch classes the model takes (`scale_notes`): enough for any Scala scale a singer
+# tunes to (19, 22, 31, 41, 53 notes to the octave); a scale with fewer notes repeats them.
+SCALE_SLOTS = 64
+# The periods a scale may have, semitones (0 = no note allowed: auto mode follows the voice).
+SCALE_PERIOD_MAX = F(48.0)
+# Auto mode chooses the note from the sung pitch's centre, a one-pole average over this time
+# constant, so a vibrato's swings never pick the neighbouring note ("targeting ignores vibrato");
+# a voice more than CENTRE_RESET_ST from the centre (a new note, an onset) restarts it there.
+CENTRE_MS = 100.0
+CENTRE_RESET_ST = F(0.8)
 # Read rate limits: 25 semitones up or down (transpose reaches ±24).
 RHO_LIMIT = F(4.25)
 # Minimum head delay, for the cubic interpolator's look-ahead of two samples.
@@ -91,15 +101,16 @@ RATE_LEVER_PERIODS = F(1.0)
 # singing voice, and the harmonic mean of the quality benchmark's base notes (82-523 Hz), so the
 # latency equals the mean delay measured over them.
 LATENCY_HZ = 160.0
-STATE_LEN = 8 + 2 * HEADS
+STATE_LEN = 9 + 2 * HEADS
 # Layout of the `state` tensor. S_UNFED is 1 only in the graph's default for `state`: a caller that
 # does not stream state back gets the input block unchanged instead of a stateless mess. S_PSI is
 # the fractional output grain phase, S_DELAY the next grain's delay minus the latency. S_HEADS..
 # are the anchors of the sounding grains, oldest first, as buffer positions relative to the next
 # block's start and offset by the latency (so a zeroed state is heads at the nominal delay, not at
-# no delay); S_SPANS.. their half-lengths.
-S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_DELAY = range(8)
-S_HEADS = 8
+# no delay); S_SPANS.. their half-lengths. S_CENTRE is the sung pitch's centre (MIDI note; 0
+# after an unvoiced block).
+S_EST, S_VOICING, S_NOTE, S_TARGET, S_SPACING, S_UNFED, S_PSI, S_DELAY, S_CENTRE = range(9)
+S_HEADS = 9
 S_SPANS = S_HEADS + HEADS
 
 
@@ -125,6 +136,8 @@ class Constants:
         lags = np.arange(self.lags_dec, dtype=D)
         self.lag_cost = np.where((lags < self.tau_min_dec) | (lags > self.lags_dec - 2), OUT_OF_RANGE,
                                  OCTAVE_COST * np.log2(np.maximum(lags, 1.0))).astype(F)
+        # The share of the old centre a block keeps.
+        self.centre_keep = F(np.exp(-BLOCK / (sample_rate * CENTRE_MS / 1000.0)))
         # Retune 0 ms still glides over RETUNE_FLOOR_SAMPLES: a finite time constant, no division by 0.
         self.retune_floor_ms = F(RETUNE_FLOOR_SAMPLES * 3000.0 / sample_rate)
 
@@ -187,18 +200,33 @@ def voicing(aperiodicity, e0):
     return F(min(periodic, loud))
 
 
-def note_choice(m_in, mask, current):
-    """The allowed note nearest to m_in; the current note wins unless another is HYSTERESIS_ST closer.
+def scale_from_mask(mask):
+    """(scale_notes, scale_period) for 12 flags C..B: the allowed classes, repeated to fill every
+    slot; no class allowed is period 0."""
+    classes = np.flatnonzero(np.asarray(mask, F) > F(0.5)).astype(F)
+    if classes.size == 0:
+        return np.zeros(SCALE_SLOTS, F), F(0.0)
+    return np.resize(classes, SCALE_SLOTS).astype(F), F(12.0)
 
-    Candidates are the nearest note of each pitch class. Distances are in octaves (at most 0.5), so
-    subtracting the mask (1 = allowed) puts every allowed class before every other one.
+
+def sung_centre(m_in, centre, keep):
+    """The pitch auto mode chooses a note from: the centre moved towards m_in, or m_in itself
+    when the centre is CENTRE_RESET_ST or more away (a new note, or none before)."""
+    x = centre - m_in
+    return m_in + (x * keep if np.abs(x) < CENTRE_RESET_ST else F(0.0))
+
+
+def note_choice(m_sel, notes, period, current):
+    """The allowed pitch nearest to m_sel; the current note wins unless another is HYSTERESIS_ST closer.
+
+    Candidates are the nearest pitch of each allowed class (`notes`, semitones, repeating every
+    `period` semitones), distances in semitones.
     """
-    classes = np.arange(12, dtype=F)
-    u = (m_in - classes) / F(12.0)
-    r = np.round(u)
-    candidates = F(12.0) * r + classes
-    bonus = np.where(candidates == current, mask + HYSTERESIS_ST / F(12.0), mask)
-    return candidates[int(np.argmin(np.abs(r - u) - bonus))]
+    period = np.maximum(period, F(1.0))
+    r = np.round((m_sel - notes) / period)
+    candidates = r * period + notes
+    bonus = np.where(candidates == current, HYSTERESIS_ST, F(0.0))
+    return candidates[int(np.argmin(np.abs(candidates - m_sel) - bonus))]
 
 
 # Catmull-Rom weights of taps -1, 0, 1, 2 as a polynomial in the fraction t: [1, t, t^2, t^3] @ CUBIC.
@@ -240,14 +268,21 @@ class Reference:
         return np.concatenate([self.history, np.clip(np.asarray(block, F), -AUDIO_LIMIT, AUDIO_LIMIT)])
 
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
-                retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0, analysed=None):
+                retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0, analysed=None,
+                scale_notes=None, scale_period=None):
         """Returns (corrected block, confidence, detected_pitch, applied_target_hz).
 
         `analysed` is the buffer pitch and voicing are found on, if not this voice's own
         `buffer(block)`: for linked voices, the voice_mix row's mix of the group's buffers, so that
-        they are all corrected by the same decisions; the grains still read this voice's own."""
+        they are all corrected by the same decisions; the grains still read this voice's own.
+        The allowed notes are `scale_notes` and `scale_period` (the model's inputs) if given, else
+        the 12 flags `scale_mask` (all allowed when absent)."""
         c = self.c
-        mask = np.ones(12, F) if scale_mask is None else np.asarray(scale_mask, F)
+        if scale_notes is None:
+            notes, period = scale_from_mask(np.ones(12, F) if scale_mask is None else scale_mask)
+        else:
+            notes, period = np.asarray(scale_notes, F), F(scale_period if scale_period is not None else 12.0)
+        period = np.clip(period, F(0.0), SCALE_PERIOD_MAX)
         target_pitch, strength = F(target_pitch), np.clip(F(strength), F(0.0), F(1.0))
         tuning = np.clip(F(tuning_hz), F(300.0), F(600.0))
         semitones = np.clip(F(transpose), F(-24.0), F(24.0))
@@ -286,10 +321,11 @@ class Reference:
         ln_tuning = np.log(tuning)
         m_in = F(69.0) + F(12.0) / LOG2 * (ln_sr - np.log(est) - ln_tuning)
         manual = target_pitch > MANUAL_HZ
-        any_allowed = np.max(mask) > F(0.5)
+        any_allowed = period > F(0.5)
         note = s[S_NOTE]
+        m_sel = sung_centre(m_in, s[S_CENTRE], c.centre_keep)
         if voiced and not manual and any_allowed:
-            note = note_choice(m_in, mask, s[S_NOTE])
+            note = note_choice(m_sel, notes, period, s[S_NOTE])
         # transpose shifts every new target; a held target already carries it
         if manual:
             m_target = F(69.0) + F(12.0) / LOG2 * (np.log(np.clip(target_pitch, F(20.0), F(5000.0))) - ln_tuning)
@@ -377,7 +413,8 @@ class Reference:
         self.history = buf[BLOCK:].copy()
         self.state = np.concatenate([[est if voiced else F(0.0), v_blk, note, m_smooth[-1],
                                       est if voiced else spacing_prev, F(0.0), psi_frac[-1],
-                                      F(BLOCK - 1 + HISTORY) - held[-1] - F(c.latency_samples)],
+                                      F(BLOCK - 1 + HISTORY) - held[-1] - F(c.latency_samples),
+                                      m_sel if voiced else F(0.0)],
                                      unclipped[-1] - F(HISTORY + BLOCK) + F(c.latency_samples),
                                      grain_span[-1]]).astype(F)
         detected = c.sr / est if voiced else F(0.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import onnxruntime as ort
 
-from reference import BLOCK
+from reference import BLOCK, scale_from_mask
 
 
 def session(path):
@@ -22,12 +22,17 @@ def initial_state(sess, voices=1):
 
 
 def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0, retune_ms=0.0,
-          transpose=0.0, formant_preserve=1.0, formant_shift=0.0, base_only=False):
-    """Control inputs (and zeroed state unless base_only) for sess.run, without audio."""
+          transpose=0.0, formant_preserve=1.0, formant_shift=0.0, base_only=False, scale_notes=None,
+          scale_period=12.0):
+    """Control inputs (and zeroed state unless base_only) for sess.run, without audio. The allowed
+    notes are `scale_notes` / `scale_period` if given, else the 12 flags `scale_mask`."""
     mask = np.ones(12, np.float32) if scale_mask is None else np.asarray(scale_mask, np.float32)
     result = {} if base_only else initial_state(sess)
     if not base_only:
+        notes, period = scale_from_mask(mask) if scale_notes is None else (scale_notes, scale_period)
         result["scale_mask"] = mask.reshape(1, 12)
+        result["scale_notes"] = np.asarray(notes, np.float32).reshape(1, -1)
+        result["scale_period"] = np.array([[period]], np.float32)
         result["tuning_hz"] = np.array([[tuning_hz]], np.float32)
         result["retune_ms"] = np.array([[retune_ms]], np.float32)
         result["transpose"] = np.array([[transpose]], np.float32)
