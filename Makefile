@@ -139,7 +139,8 @@ install-user: build install-config
 # The installed config names the installed models directory absolutely (tests/settings.rs runs
 # this); an existing config is the user's and is kept.
 install-config:
-	install -d $(INSTALL_HOME)/.config/autotuned
+	install -d $(INSTALL_HOME)/.config/autotuned/scales
+	install -m644 config/scales/*.scl -t $(INSTALL_HOME)/.config/autotuned/scales
 	[ -f $(INSTALL_HOME)/.config/autotuned/autotuned.toml ] || sed 's|^dir = .*|dir = "$(INSTALL_HOME)/.local/share/autotuned/models"|' $(CONFIG) > $(INSTALL_HOME)/.config/autotuned/autotuned.toml
 
 clean:

@@ -227,10 +227,11 @@ def build(sample_rate):
     pack_lanes = logged + [("ap", -BIG, BIG)] + [(lane, *state_bounds.get(lane, (-BIG, BIG))) for lane in state_lanes] + [
         ("str", 0.0, 1.0), ("ret", c.retune_floor_ms, 5000.0), ("trn", -24.0, 24.0), ("tp", -BIG, BIG),
         ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT)),
-        ("per", 0.0, float(R.SCALE_PERIOD_MAX)), ("perc", 1.0, float(R.SCALE_PERIOD_MAX))]
+        ("per", 0.0, float(R.SCALE_PERIOD_MAX)), ("perc", 1.0, float(R.SCALE_PERIOD_MAX)),
+        ("hys", 0.0, float(R.HYSTERESIS_MAX))]
     pack = g.Concat(e0, est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
                     "correction_strength", "retune_ms", "transpose", "target_pitch", "formant_preserve",
-                    "formant_shift", "scale_period", "scale_period", axis=1)
+                    "formant_shift", "scale_period", "scale_period", "note_hysteresis", axis=1)
     bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
     clipped = g.Min(g.Max(pack, g.const(bounds[:1])), g.const(bounds[1:]))
     logs = g.Log(g.slice(clipped, 0, len(logged)))
@@ -311,9 +312,10 @@ def build(sample_rate):
 
     keep = float(c.centre_keep)
     to_centre = plus({"cen": 1.0}, {lane: -k for lane, k in m_in.items()})
-    m_in_t, period, cx, cx_keep, ands, num, den, values, cn, slope, lever = lanes_a.linear([
+    m_in_t, period, hysteresis, cx, cx_keep, ands, num, den, values, cn, slope, lever = lanes_a.linear([
         ("m_in", [m_in]),
         ("period", [{"perc": 1.0}]),
+        ("hysteresis", [{"hys": 1.0}]),
         ("cx", [to_centre]),
         ("cx_keep", [{lane: keep * k for lane, k in to_centre.items()}]),
         ("ands", [col for group in weight_groups for col in group]),
@@ -336,7 +338,7 @@ def build(sample_rate):
     m_sel = g.Add(m_in_t, dz)
     r = g.Round(g.Div(g.Sub(m_sel, "scale_notes"), period))
     candidates = g.Add(g.Mul(r, period), "scale_notes")
-    bonus = g.Where(g.Equal(candidates, cn), g.f(R.HYSTERESIS_ST), zero)
+    bonus = g.Where(g.Equal(candidates, cn), hysteresis, zero)
     best = g.ArgMin(g.Sub(g.Abs(g.Sub(candidates, m_sel)), bonus), axis=1, keepdims=1)
     auto_note = g.GatherElements(candidates, best, axis=1)
 
@@ -505,7 +507,7 @@ def build(sample_rate):
     voices = "voices"
     inputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
         ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_notes", R.SCALE_SLOTS),
-        ("scale_period", 1), ("tuning_hz", 1),
+        ("scale_period", 1), ("note_hysteresis", 1), ("tuning_hz", 1),
         ("retune_ms", 1), ("transpose", 1), ("formant_preserve", 1), ("formant_shift", 1), ("history", H),
         ("state", R.STATE_LEN)]] + [helper.make_tensor_value_info("voice_mix", f32, [voices, voices])]
     outputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
@@ -518,6 +520,7 @@ def build(sample_rate):
     unfed_state[0, R.S_UNFED] = 1.0
     chromatic, octave = R.scale_from_mask(np.ones(12, np.float32))
     defaults = {"scale_notes": chromatic.reshape(1, -1), "scale_period": np.full((1, 1), octave, np.float32),
+                "note_hysteresis": np.full((1, 1), R.HYSTERESIS_ST, np.float32),
                 "tuning_hz": np.full((1, 1), 440.0, np.float32),
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),

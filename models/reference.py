@@ -58,8 +58,11 @@ GATE_DB = F(-60.0)
 GATE_RANGE_DB = F(10.0)
 # Consecutive estimates within this many cents are one note: trend between them, else a step.
 AGREE_CENTS = F(60.0)
-# Auto mode keeps the current note until another allowed note is this many semitones closer.
+# Auto mode keeps the current note until another allowed note is this many semitones closer
+# (`note_hysteresis`, default a quarter of a 12-tone semitone; autotuned feeds a quarter of a
+# tuning's smallest step, so a 19-EDO note 20 cents above a step is not held on the next one).
 HYSTERESIS_ST = F(0.25)
+HYSTERESIS_MAX = F(1.0)
 # Allowed pitch classes the model takes (`scale_notes`): enough for any Scala scale a singer
 # tunes to (19, 22, 31, 41, 53 notes to the octave); a scale with fewer notes repeats them.
 SCALE_SLOTS = 64
@@ -216,8 +219,8 @@ def sung_centre(m_in, centre, keep):
     return m_in + (x * keep if np.abs(x) < CENTRE_RESET_ST else F(0.0))
 
 
-def note_choice(m_sel, notes, period, current):
-    """The allowed pitch nearest to m_sel; the current note wins unless another is HYSTERESIS_ST closer.
+def note_choice(m_sel, notes, period, current, hysteresis=HYSTERESIS_ST):
+    """The allowed pitch nearest to m_sel; the current note wins unless another is `hysteresis` closer.
 
     Candidates are the nearest pitch of each allowed class (`notes`, semitones, repeating every
     `period` semitones), distances in semitones.
@@ -225,7 +228,7 @@ def note_choice(m_sel, notes, period, current):
     period = np.maximum(period, F(1.0))
     r = np.round((m_sel - notes) / period)
     candidates = r * period + notes
-    bonus = np.where(candidates == current, HYSTERESIS_ST, F(0.0))
+    bonus = np.where(candidates == current, F(hysteresis), F(0.0))
     return candidates[int(np.argmin(np.abs(candidates - m_sel) - bonus))]
 
 
@@ -269,7 +272,7 @@ class Reference:
 
     def process(self, block, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0,
                 retune_ms=0.0, transpose=0.0, formant_preserve=1.0, formant_shift=0.0, analysed=None,
-                scale_notes=None, scale_period=None):
+                scale_notes=None, scale_period=None, note_hysteresis=HYSTERESIS_ST):
         """Returns (corrected block, confidence, detected_pitch, applied_target_hz).
 
         `analysed` is the buffer pitch and voicing are found on, if not this voice's own
@@ -325,7 +328,8 @@ class Reference:
         note = s[S_NOTE]
         m_sel = sung_centre(m_in, s[S_CENTRE], c.centre_keep)
         if voiced and not manual and any_allowed:
-            note = note_choice(m_sel, notes, period, s[S_NOTE])
+            hysteresis = np.clip(F(note_hysteresis), F(0.0), HYSTERESIS_MAX)
+            note = note_choice(m_sel, notes, period, s[S_NOTE], hysteresis)
         # transpose shifts every new target; a held target already carries it
         if manual:
             m_target = F(69.0) + F(12.0) / LOG2 * (np.log(np.clip(target_pitch, F(20.0), F(5000.0))) - ln_tuning)

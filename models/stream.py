@@ -23,7 +23,7 @@ def initial_state(sess, voices=1):
 
 def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0, retune_ms=0.0,
           transpose=0.0, formant_preserve=1.0, formant_shift=0.0, base_only=False, scale_notes=None,
-          scale_period=12.0):
+          scale_period=12.0, note_hysteresis=0.25):
     """Control inputs (and zeroed state unless base_only) for sess.run, without audio. The allowed
     notes are `scale_notes` / `scale_period` if given, else the 12 flags `scale_mask`."""
     mask = np.ones(12, np.float32) if scale_mask is None else np.asarray(scale_mask, np.float32)
@@ -33,6 +33,7 @@ def feeds(sess, target_pitch=0.0, strength=1.0, scale_mask=None, tuning_hz=440.0
         result["scale_mask"] = mask.reshape(1, 12)
         result["scale_notes"] = np.asarray(notes, np.float32).reshape(1, -1)
         result["scale_period"] = np.array([[period]], np.float32)
+        result["note_hysteresis"] = np.array([[note_hysteresis]], np.float32)
         result["tuning_hz"] = np.array([[tuning_hz]], np.float32)
         result["retune_ms"] = np.array([[retune_ms]], np.float32)
         result["transpose"] = np.array([[transpose]], np.float32)

@@ -61,7 +61,7 @@ def test_rebuild_is_byte_identical(tmp_path):
     {"target_pitch": 210.0, "retune_ms": 60.0},
     {"strength": 0.5, "scale_mask": quality.C_MAJOR, "tuning_hz": 442.0, "retune_ms": 150.0, "transpose": -7.5},
     {"scale_notes": np.resize(np.arange(19, dtype=np.float32) * np.float32(12 / 19), R.SCALE_SLOTS),
-     "scale_period": 12.0},
+     "scale_period": 12.0, "note_hysteresis": 0.158},
 ])
 def test_graph_matches_reference(rate, controls):
     """Every block of a long stream, the graph fed the reference's state, matches the reference.
@@ -133,7 +133,8 @@ def test_contract_and_metadata(rate):
     assert not ops & {"Loop", "Scan", "If"}
     sess = stream.session(path_for(rate))
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
-    assert {"audio_buffer", "target_pitch", "correction_strength", "scale_notes", "scale_period", "tuning_hz", "retune_ms",
+    assert {"audio_buffer", "target_pitch", "correction_strength", "scale_notes", "scale_period", "note_hysteresis",
+            "tuning_hz", "retune_ms",
             "transpose", "formant_preserve", "formant_shift", "history", "state", "voice_mix"} == names
     outputs = {o.name for o in sess.get_outputs()}
     assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
@@ -244,6 +245,16 @@ def test_any_scale_of_pitches_is_snapped_to(rate):
     out, _, _ = stream.run(sess, signal, scale_notes=edo19_notes(), scale_period=12.0)
     landed = sung_note(out[rate // 3:], rate)
     assert abs(landed - (48 + step5)) * 100 <= 2, f"landed {landed:.3f}, step 5 is {48 + step5:.3f}"
+    # Arriving from step 6: a quarter of a 19-EDO step of hysteresis lets go of it for step 5;
+    # the 12-tone quarter semitone (25 c, more than the 19 c between the two distances) holds on.
+    arriving = np.concatenate([voices.steady(quality.hz_of(48 + 6 * 12 / 19), 0.5, rate),
+                               voices.steady(sung, 1.2, rate)])
+    signal = voices.render(arriving, rate)
+    for hysteresis, expected in ((0.25 * 12 / 19, 5), (0.25, 6)):
+        out, _, _ = stream.run(sess, signal, scale_notes=edo19_notes(), scale_period=12.0,
+                               note_hysteresis=hysteresis)
+        landed = sung_note(out[-rate:], rate)
+        assert abs(landed - (48 + expected * 12 / 19)) * 100 <= 2, f"hysteresis {hysteresis}: landed {landed:.3f}"
     tritave = 12 * np.log2(3)
     notes = np.resize(np.array([0.0, 6.0], np.float32), R.SCALE_SLOTS)
     sung = quality.hz_of(3 * tritave + 6.3)                      # periods count from MIDI note 0

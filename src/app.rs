@@ -15,10 +15,12 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::audio::jack::{self as node, JackNode, NodeParts};
-use crate::control::{Controls, Status};
+use crate::control::{Controls, Status, apply};
 use crate::model::{Contract, ModelError, Runtime, models_in};
 use crate::osc::{self, Answer, OscService, Request};
+use crate::parameters::SCALE;
 use crate::rt::{Command, Inference, Meters, Processor, ProcessorRings, RtEvent};
+use crate::scales::SCALA;
 use crate::settings::Settings;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -149,6 +151,10 @@ pub fn run(settings: Settings, source: SettingsSource) -> Result<()> {
     log::info!("model {}: {} {}, {} Hz", configured.display(), contract.name, contract.version, contract.sample_rate);
     let status = Arc::new(Status::default());
     let meters = Arc::new(Meters::new(voices));
+    if !settings.scala.file.is_empty() {
+        let t = &settings.params.tuning;
+        log::info!("Scala tuning {}: {} notes in a period of {} semitones", settings.scala.file, t.len, t.period);
+    }
     let controls = Arc::new(Controls::new(settings.voice_params()));
 
     let (request_tx, requests) = mpsc::channel();
@@ -483,11 +489,28 @@ impl Supervisor<'_> {
                         log::set_max_level(level);
                     }
                 }
+                if settings.scala != self.settings.scala {
+                    self.retune(&settings);
+                }
                 self.settings = settings;
             }
             Err(e) => log::error!("{e}; keeping the previous settings"),
         }
         notify(&[NotifyState::Ready]);
+    }
+
+    /// Tunes every voice to the reloaded `[tuning] scala`, or back to its 12-tone notes when the
+    /// setting is gone.
+    fn retune(&self, settings: &Settings) {
+        let scala = (!settings.scala.file.is_empty()).then_some(settings.params.tuning);
+        self.controls.update(|voices| {
+            for p in voices {
+                p.tuning = scala.unwrap_or_default();
+                let scale = if scala.is_some() { SCALA as f32 } else { settings.params.get(SCALE) };
+                apply(p, SCALE, scale);
+            }
+        });
+        log::info!("Scala tuning: {}", if scala.is_some() { &settings.scala.file } else { "none" });
     }
 
     /// Builds the model off the RT thread and sends it over; the old one keeps running if

@@ -12,6 +12,7 @@ pub mod osc;
 pub mod parameters;
 pub mod plot;
 pub mod rt;
+pub mod scala;
 pub mod scales;
 pub mod settings;
 

@@ -15,6 +15,7 @@ use ort::value::{TensorElementType, ValueType};
 use crate::BLOCK;
 use crate::parameters::{Id, Kind, TABLE, by_model_input};
 use crate::rt::inference::{BlockReport, Controls, Inference, InferenceError, Slots};
+use crate::rt::params::SCALE_SLOTS;
 use crate::rt::processor::MAX_LATENCY;
 
 /// The ONNX Runtime wheel the daemon is built and tested against: `onnxruntime==X.Y.Z` in
@@ -174,6 +175,9 @@ enum InputRole {
     Target,
     Strength,
     Parameter(Id),
+    ScaleNotes,
+    ScalePeriod,
+    NoteHysteresis,
     State,
     VoiceMix,
 }
@@ -201,12 +205,15 @@ impl Contract {
     pub fn features(&self) -> (Vec<&'static str>, Vec<&'static str>) {
         let s = &self.slots;
         let fed = |input: &str| s.params.iter().any(|(_, id)| id.row().model_input == Some(input));
-        let mut all: Vec<(&'static str, bool)> = parameter_inputs().into_iter().map(|i| (i, fed(i))).collect();
+        // The allowed notes reach a model as 12 flags or as a list of pitches: either serves scales.
+        let notes = |input: &str| fed(input) || (input == "scale_mask" && s.scale.is_some());
+        let mut all: Vec<(&'static str, bool)> = parameter_inputs().into_iter().map(|i| (i, notes(i))).collect();
         all.extend([
             ("detected_pitch", s.detected.is_some()),
             ("applied_target_hz", s.applied_target.is_some()),
             ("state", !s.state.is_empty()),
             ("voice_mix", s.voice_mix.is_some()),
+            ("scale_notes", s.scale.is_some()),
         ]);
         let has = all.iter().filter(|(_, h)| *h).map(|(n, _)| *n).collect();
         let lacks = all.iter().filter(|(_, h)| !*h).map(|(n, _)| *n).collect();
@@ -322,6 +329,12 @@ fn warm_up(inference: &mut Inference, sample_rate: u32) -> Result<(), String> {
 
 /// The optional input that mixes voices for analysis: [voices, voices], both axes the voice axis.
 const VOICE_MIX: &str = "voice_mix";
+/// The allowed pitch classes ([N, SCALE_SLOTS], semitones above C) and their period ([N, 1],
+/// semitones; 0 = none allowed) auto mode snaps to; both or neither are fed.
+const SCALE_NOTES: &str = "scale_notes";
+const SCALE_PERIOD: &str = "scale_period";
+/// Semitones another allowed pitch must be closer before auto mode leaves its note ([N, 1]).
+const NOTE_HYSTERESIS: &str = "note_hysteresis";
 
 /// `voice_mix`'s shape: both axes dynamic (resolved to `voices`), or a fixed [1, 1].
 fn square_shape(path: &Path, name: &str, dtype: &ValueType, voices: usize) -> Result<(Vec<usize>, bool), ModelError> {
@@ -458,6 +471,9 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
             ("target_pitch", _) => InputRole::Target,
             ("correction_strength", _) => InputRole::Strength,
             (VOICE_MIX, _) => InputRole::VoiceMix,
+            (SCALE_NOTES, _) => InputRole::ScaleNotes,
+            (SCALE_PERIOD, _) => InputRole::ScalePeriod,
+            (NOTE_HYSTERESIS, _) => InputRole::NoteHysteresis,
             (_, Some(id)) => InputRole::Parameter(id),
             _ if outputs_by_name.contains_key(&format!("{name}_out")) => InputRole::State,
             _ => return Err(ModelError::UnknownInput { path: path.to_owned(), name: name.clone() }),
@@ -472,6 +488,7 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
             }
             InputRole::State => expect_shape(path, name, &shape, &outputs_by_name[&format!("{name}_out")])?,
             InputRole::VoiceMix => expect_shape(path, name, &shape, &[voices, voices])?,
+            InputRole::ScaleNotes => expect_shape(path, name, &shape, &[voices, SCALE_SLOTS])?,
             _ => expect_shape(path, name, &shape, &[voices, 1])?,
         }
         inputs.push((name.clone(), shape));
@@ -522,6 +539,8 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
         applied_target,
         state,
         voice_mix: find(InputRole::VoiceMix),
+        scale: find(InputRole::ScaleNotes).zip(find(InputRole::ScalePeriod)),
+        hysteresis: find(InputRole::NoteHysteresis),
     };
     let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));
     let version = meta.get("version").cloned().unwrap_or_else(|| "unversioned".into());

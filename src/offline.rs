@@ -29,8 +29,12 @@ fn processor(inference: Inference, params: &[Params], meters: &Arc<Meters>) -> P
 }
 
 /// Runs `channels` (one signal per voice, all as long, zero-padded to whole blocks) through
-/// `processor`; returns each voice's output and voice 1's report per block.
-fn run(processor: &mut Processor, channels: &[Vec<f32>], bar: &ProgressBar) -> (Vec<Vec<f32>>, Vec<BlockReport>) {
+/// `processor`; returns each voice's output, and voice 1's report and fed strength per block.
+fn run(
+    processor: &mut Processor,
+    channels: &[Vec<f32>],
+    bar: &ProgressBar,
+) -> (Vec<Vec<f32>>, Vec<(BlockReport, f32)>) {
     let voices = channels.len();
     let len = channels[0].len();
     let blocks = len.div_ceil(BLOCK);
@@ -46,7 +50,7 @@ fn run(processor: &mut Processor, channels: &[Vec<f32>], bar: &ProgressBar) -> (
             row[..end - start].copy_from_slice(&channel[start..end]);
         }
         processor.process(&block_in, &mut block_out, &nothing_held);
-        reports.push(processor.reports()[0]);
+        reports.push((processor.reports()[0], processor.fed()[0].strength));
         for (voice, row) in out.iter_mut().zip(block_out.chunks_exact(BLOCK)) {
             voice.extend_from_slice(row);
         }
@@ -125,9 +129,15 @@ pub fn process_file(runtime: &Runtime, model: &Path, input: &Path, output: &Path
         let listen = params.with(STRENGTH, 0.0).with(MODE, Mode::Auto.value());
         let mono = [corrected[0].to_vec()];
         let (_, heard) = run(&mut processor(listener, &[listen], &Arc::new(Meters::default())), &mono, &bar);
-        let sung: Vec<f32> = reports.iter().map(|r| r.detected_hz).collect();
-        let target: Vec<f32> = reports.iter().map(|r| if r.detected_hz > 0.0 { r.target_hz } else { 0.0 }).collect();
-        let result: Vec<f32> = heard.iter().map(|r| r.detected_hz).collect();
+        let sung: Vec<f32> = reports.iter().map(|(r, _)| r.detected_hz).collect();
+        // The target where the voice was corrected: it carries humanize's and the vibratos'
+        // movement, and has gaps where flex-tune let a note pass (less than half the strength).
+        let corrected_from = 0.5 * params.get(STRENGTH);
+        let target: Vec<f32> = reports
+            .iter()
+            .map(|(r, fed)| if r.detected_hz > 0.0 && *fed >= corrected_from { r.target_hz } else { 0.0 })
+            .collect();
+        let result: Vec<f32> = heard.iter().map(|(r, _)| r.detected_hz).collect();
         let tracks = [
             Track { label: "target", hz: &target, color: plot::TARGET, width: 8 },
             Track { label: "input", hz: &sung, color: plot::INPUT, width: 2 },

@@ -15,9 +15,9 @@ use ipnet::IpNet;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 use crate::control::{Controls, Status, apply};
-use crate::parameters::{Id, Kind, MODE, NOTES, TARGET_HZ, TUNING_HZ, by_address, ids};
+use crate::parameters::{Id, Kind, MODE, NOTES, SCALE, TARGET_HZ, TUNING_HZ, by_address, ids};
 use crate::rt::{Meters, Mode, Params};
-use crate::scales::{hz_note, note_hz};
+use crate::scales::{SCALA, hz_note, note_hz};
 use crate::settings::{Presets, Settings};
 
 /// Deepest bundle nesting accepted; rosc recurses once per level with no limit of its own.
@@ -170,6 +170,9 @@ pub struct OscService {
     /// Source networks allowed to send; empty: any.
     allow: Vec<IpNet>,
     models_dir: PathBuf,
+    scala_dir: PathBuf,
+    /// The Scala file (and keyboard mapping) the voices were last tuned to; empty: none.
+    scala: (String, String),
 }
 
 /// A value read from lenient OSC arguments.
@@ -292,6 +295,8 @@ impl OscService {
             last_sent: Vec::new(),
             allow: settings.osc_allow(),
             models_dir: settings.model.dir.clone(),
+            scala_dir: settings.scala.dir.clone(),
+            scala: (settings.scala.file.clone(), settings.scala.kbm.clone()),
         }
     }
 
@@ -569,6 +574,7 @@ impl OscService {
                 _ => Outcome::Error(ErrorCode::UnknownAddress, "no such voice".into()),
             },
             "/subscribe" => self.subscribe(&m, from),
+            "/scala" => self.load_scala(&m),
             "/unsubscribe" => {
                 let to = self.reply_to(from);
                 self.subscribers.retain(|s| s.addr != to);
@@ -600,6 +606,41 @@ impl OscService {
                 )
             }
             _ => Outcome::Error(ErrorCode::UnknownAddress, "unknown address".into()),
+        }
+    }
+
+    /// `/scala s file [s kbm]` tunes every voice to a Scala file from `[tuning] scala_dir` and
+    /// makes their scale `scala`; a query answers with the file (and mapping) loaded. A file that
+    /// does not read changes nothing and is answered with the reason.
+    fn load_scala(&mut self, m: &OscMessage) -> Outcome {
+        let (file, kbm) = match m.args.as_slice() {
+            [] => {
+                let (file, kbm) = self.scala.clone();
+                let args = [file].into_iter().chain((!kbm.is_empty()).then_some(kbm)).map(OscType::String);
+                return Outcome::Reply(vec![self.message("/scala", args.collect())]);
+            }
+            [OscType::String(file)] => (file.clone(), String::new()),
+            [OscType::String(file), OscType::String(kbm)] => (file.clone(), kbm.clone()),
+            _ => return bad("expects a .scl file name, and optionally a .kbm file name"),
+        };
+        for name in [&file, &kbm].into_iter().filter(|n| !n.is_empty()) {
+            if let Err(reason) = crate::app::model_in_dir(&self.scala_dir, name) {
+                return Outcome::Error(ErrorCode::Refused, reason.replace("models directory", "Scala directory"));
+            }
+        }
+        match crate::scala::load(&self.scala_dir, &file, (!kbm.is_empty()).then_some(kbm.as_str())) {
+            Ok(tuning) => {
+                self.controls.update(|voices| {
+                    for p in voices {
+                        p.tuning = tuning;
+                        apply(p, SCALE, SCALA as f32);
+                    }
+                });
+                log::info!("tuned to Scala {file} {kbm}");
+                self.scala = (file, kbm);
+                Outcome::Changed
+            }
+            Err(e) => Outcome::Error(ErrorCode::Failed, e.to_string()),
         }
     }
 

@@ -132,7 +132,7 @@ parameters! {
     SCALE = Row {
         name: "scale", address: "/scale", kind: Kind::Choice(&SCALES), default: 0.0,
         unit: "", setting: Some("tuning.scale"), preset: true, model_input: None,
-        doc: "scale of auto mode; sets the allowed notes; midi = the notes held on midi_in (while none is, the notes before); custom = the notes set with /notes",
+        doc: "scale of auto mode; sets the allowed notes; midi = the notes held on midi_in (while none is, the notes before); custom = the notes set with /notes; scala = the tuning loaded with /scala or [tuning] scala",
     };
     NOTES = Row {
         name: "notes", address: "/notes", kind: Kind::Mask, default: 4095.0,
@@ -170,6 +170,11 @@ parameters! {
         name: "humanize", address: "/humanize", kind: Kind::Float { min: 0.0, max: 1.0 }, default: 0.0,
         unit: "", setting: Some("tuning.humanize"), preset: true, model_input: None,
         doc: "on notes held past 120 ms the retune time grows towards humanize × 400 ms, so sustained notes keep their slow movement while short ones snap",
+    };
+    VIBRATO_NATURAL = Row {
+        name: "vibrato_natural", address: "/vibrato/natural", kind: Kind::Float { min: 0.0, max: 2.0 }, default: 1.0,
+        unit: "", setting: Some("tuning.vibrato_natural"), preset: true, model_input: None,
+        doc: "the sung vibrato (3–9 Hz) is kept at this times its depth, even at retune 0 (0 = flattened); the note is chosen from the vibrato's centre",
     };
     VIBRATO_RATE_HZ = Row {
         name: "vibrato_rate", address: "/vibrato/rate", kind: Kind::Float { min: 0.1, max: 10.0 }, default: 5.5,

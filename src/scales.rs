@@ -1,5 +1,5 @@
-//! Keys and scales: names, pitch-class patterns and the 12-bit masks the model's `scale_mask`
-//! takes. Pure data, used by the OSC and supervisor threads.
+//! Keys and scales: names, pitch-class patterns and the 12-bit masks of the allowed notes. Pure
+//! data, used by the OSC and supervisor threads.
 
 /// Note names accepted for a key; flats map to the same class as their sharp.
 const KEY_NAMES: [(&str, u8); 17] = [
@@ -36,10 +36,10 @@ pub fn parse_key(name: &str) -> Option<u8> {
     KEY_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
 }
 
-/// Every scale's name, in OSC order (the scale parameter's value is the index); the last two are
-/// the notes held on the MIDI input and the custom set of pitch classes made with
-/// `/autotune/notes`.
-pub const SCALE_NAMES: [&str; 17] = [
+/// Every scale's name, in OSC order (the scale parameter's value is the index); the last three
+/// are the notes held on the MIDI input, the custom set of pitch classes made with
+/// `/autotune/notes`, and the loaded Scala tuning.
+pub const SCALE_NAMES: [&str; 18] = [
     "chromatic",
     "major",
     "natural_minor",
@@ -57,13 +57,17 @@ pub const SCALE_NAMES: [&str; 17] = [
     "whole_tone",
     "midi",
     "custom",
+    "scala",
 ];
 
+/// The scale index of the loaded Scala tuning (`[tuning] scala`, `/autotune/scala`); without
+/// one, the notes set before are allowed.
+pub const SCALA: usize = SCALE_NAMES.len() - 1;
 /// The scale index of the custom set.
-pub const CUSTOM: usize = SCALE_NAMES.len() - 1;
+pub const CUSTOM: usize = SCALE_NAMES.len() - 2;
 /// The scale index of "the pitch classes held on `midi_in`": while none is held, the notes the
 /// scale had before (or set with `/autotune/notes`) are allowed.
-pub const KEYBOARD: usize = SCALE_NAMES.len() - 2;
+pub const KEYBOARD: usize = SCALE_NAMES.len() - 3;
 
 /// Semitones above the key of each named scale, indexed like [`SCALE_NAMES`].
 const SCALE_STEPS: [&[u8]; KEYBOARD] = [
@@ -92,7 +96,7 @@ pub fn parse_scale(name: &str) -> Option<usize> {
 }
 
 /// The allowed pitch classes of scale `scale` with `key` as the tonic (bit 0 = C); `None` for
-/// the keyboard and the custom set, which keep whatever notes were set.
+/// the keyboard, the custom set and Scala, which keep whatever notes were set.
 pub fn scale_mask(scale: usize, key: u8) -> Option<u16> {
     let steps = SCALE_STEPS.get(scale)?;
     Some(steps.iter().fold(0u16, |m, step| m | 1 << ((key + step) % 12)))
@@ -138,6 +142,7 @@ mod tests {
         assert_eq!(parse_scale("whole tone"), Some(14));
         assert_eq!(scale_mask(CUSTOM, 0), None);
         assert_eq!(scale_mask(KEYBOARD, 0), None);
+        assert_eq!(scale_mask(SCALA, 0), None);
         assert_eq!(parse_scale("midi"), Some(KEYBOARD));
     }
 

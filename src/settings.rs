@@ -14,8 +14,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::control::apply;
-use crate::parameters::{Id, KEY, TABLE, by_preset_key, by_setting, sections};
+use crate::parameters::{Id, KEY, SCALE, TABLE, by_preset_key, by_setting, sections};
 use crate::rt::{MidiChannels, Mode, Params};
+use crate::scales::SCALA;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -85,6 +86,8 @@ pub struct Settings {
     pub midi_channels: MidiChannels,
     /// Named parameter sets, recalled with `/autotune/preset s name`.
     pub presets: Presets,
+    /// Where Scala tunings come from, and the one loaded at start.
+    pub scala: ScalaSettings,
     /// What loading ignored (e.g. `AUTOTUNED_*` variables that are not settings), to log once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -104,8 +107,26 @@ impl Default for Settings {
             voice_overrides: BTreeMap::new(),
             midi_channels: MidiChannels::Omni,
             presets: Presets::default(),
+            scala: ScalaSettings::default(),
             warnings: Vec::new(),
         }
+    }
+}
+
+/// `[tuning] scala`, `scala_kbm` and `scala_dir`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalaSettings {
+    /// The only directory Scala files are read from (the settings and `/autotune/scala`).
+    pub dir: PathBuf,
+    /// A `.scl` file inside `dir` to tune auto mode to at start (the scale becomes `scala`).
+    pub file: String,
+    /// A `.kbm` keyboard mapping inside `dir` for it; empty: degree 0 on the key's note.
+    pub kbm: String,
+}
+
+impl Default for ScalaSettings {
+    fn default() -> Self {
+        ScalaSettings { dir: PathBuf::from("scales"), file: String::new(), kbm: String::new() }
     }
 }
 
@@ -221,9 +242,9 @@ pub struct Presets(pub BTreeMap<String, Preset>);
 
 impl Default for Presets {
     fn default() -> Self {
-        use crate::parameters::{RETUNE_MS, STRENGTH};
-        let natural = Preset(vec![(STRENGTH, 0.8), (RETUNE_MS, 80.0)]);
-        let hard = Preset(vec![(STRENGTH, 1.0), (RETUNE_MS, 0.0)]);
+        use crate::parameters::{HUMANIZE, RETUNE_MS, STRENGTH, VIBRATO_NATURAL};
+        let natural = Preset(vec![(STRENGTH, 0.8), (RETUNE_MS, 80.0), (HUMANIZE, 0.6), (VIBRATO_NATURAL, 1.0)]);
+        let hard = Preset(vec![(STRENGTH, 1.0), (RETUNE_MS, 0.0), (HUMANIZE, 0.0), (VIBRATO_NATURAL, 0.0)]);
         Presets(BTreeMap::from([("natural".to_owned(), natural), ("hard".to_owned(), hard)]))
     }
 }
@@ -314,6 +335,10 @@ fn by_voice_key(field: &str) -> Option<Id> {
 
 /// `[midi] channels`: not a parameter, it decides which voice each MIDI channel drives.
 const MIDI_CHANNELS: &str = "midi.channels";
+/// The Scala keys of `[tuning]`, which are files rather than parameters.
+const SCALA_FILE: &str = "tuning.scala";
+const SCALA_KBM: &str = "tuning.scala_kbm";
+const SCALA_DIR: &str = "tuning.scala_dir";
 
 fn list(text: &str) -> Raw {
     Raw::List(text.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect())
@@ -401,10 +426,18 @@ impl Settings {
         let mut user_presets: BTreeMap<String, Preset> = BTreeMap::new();
         let mut voice_overrides: BTreeMap<usize, Vec<(Id, f32)>> = BTreeMap::new();
         let mut midi_channels = MidiChannels::Omni;
+        let mut scala = ScalaSettings::default();
         let mut typed_values = Vec::new();
         for (key, (raw, origin)) in &layers.values {
             let (section, rest) = key.split_once('.').unwrap_or((key, ""));
-            if key == MIDI_CHANNELS {
+            if [SCALA_FILE, SCALA_KBM, SCALA_DIR].contains(&key.as_str()) {
+                let Raw::Text(text) = raw else { return Err(invalid(origin, key, raw, "must be a file name")) };
+                match key.as_str() {
+                    SCALA_FILE => scala.file = text.clone(),
+                    SCALA_KBM => scala.kbm = text.clone(),
+                    _ => scala.dir = PathBuf::from(text),
+                }
+            } else if key == MIDI_CHANNELS {
                 midi_channels = match raw {
                     Raw::Text(t) if t == "omni" => MidiChannels::Omni,
                     Raw::Text(t) if t == "per_voice" => MidiChannels::PerVoice,
@@ -468,11 +501,13 @@ impl Settings {
             voice_overrides,
             midi_channels,
             presets: Presets(presets),
+            scala,
             warnings: layers.warnings,
         };
         let origin = |key: &str| layers.values.get(key).map_or(Origin::Default, |(_, o)| o.clone());
         settings.check(&origin)?;
         settings.resolve_paths(&origin);
+        settings.load_scala(&origin)?;
         Ok(settings)
     }
 
@@ -512,6 +547,20 @@ impl Settings {
         Ok(())
     }
 
+    /// Tunes every voice to `[tuning] scala` (its scale becomes `scala`), if one is set: a file
+    /// that does not read is an error naming it, and the line at fault.
+    fn load_scala(&mut self, origin: &dyn Fn(&str) -> Origin) -> Result<(), SettingsError> {
+        if self.scala.file.is_empty() {
+            return Ok(());
+        }
+        let kbm = (!self.scala.kbm.is_empty()).then_some(self.scala.kbm.as_str());
+        let tuning = crate::scala::load(&self.scala.dir, &self.scala.file, kbm)
+            .map_err(|e| invalid(&origin(SCALA_FILE), SCALA_FILE, &self.scala.file, e.to_string()))?;
+        self.params.tuning = tuning;
+        apply(&mut self.params, SCALE, SCALA as f32);
+        Ok(())
+    }
+
     /// Makes `model.dir` and `model.onnxruntime` absolute: against the directory of the file
     /// that set them, else the working directory.
     fn resolve_paths(&mut self, origin: &dyn Fn(&str) -> Origin) {
@@ -524,6 +573,7 @@ impl Settings {
             normalize(&base.join(path))
         };
         self.model.dir = absolute("model.dir", &self.model.dir);
+        self.scala.dir = absolute(SCALA_DIR, &self.scala.dir);
         if !self.model.onnxruntime.is_empty() {
             self.model.onnxruntime =
                 absolute("model.onnxruntime", Path::new(&self.model.onnxruntime)).display().to_string();

@@ -336,3 +336,117 @@ fn created_vibrato_starts_after_its_onset_at_its_rate_and_depth() {
     assert!((depth - 40.0).abs() <= 8.0, "depth {depth:.1} c");
     assert!(spread_before <= 5.0, "{spread_before:.1} c of movement before the onset");
 }
+
+/// The pitch of `recorded` from `from` seconds after its first sound to `to`, in cents from
+/// `reference`, each value the mean over five periods: (mean, depth), the depth being the
+/// amplitude of a sine with the same spread.
+fn centre_and_depth(recorded: &[f32], from: f32, to: f32, reference: f32) -> (f32, f32) {
+    let onset = recorded.iter().position(|x| x.abs() > 0.01).expect("output");
+    let at = |s: f32| onset + (s * RATE as f32) as usize;
+    let points = pitch_track(&recorded[at(from)..at(to)]);
+    let track: Vec<f32> =
+        points.windows(5).map(|w| w.iter().map(|(_, hz)| cents(*hz, reference)).sum::<f32>() / 5.0).collect();
+    let mean = track.iter().sum::<f32>() / track.len() as f32;
+    (mean, (2.0 * track.iter().map(|c| (c - mean) * (c - mean)).sum::<f32>() / track.len() as f32).sqrt())
+}
+
+#[test]
+fn natural_vibrato_keeps_the_sung_vibrato_around_the_corrected_note() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let daemon = Daemon::start(&server, None, &["tuning.formant_preserve=0"], &[]);
+    let osc = OscClient::new();
+    // A3 sung 25 cents flat with a ±30 cent, 5.5 Hz vibrato, 5 s, played once: its troughs (55
+    // cents flat) are nearer G#3 than A3.
+    let rate = RATE as f64;
+    let mut phase = 0.0f64;
+    let sung: Vec<f32> = (0..5 * RATE as usize)
+        .map(|i| {
+            let cents = -25.0 + 30.0 * (std::f64::consts::TAU * 5.5 * i as f64 / rate).sin();
+            phase += std::f64::consts::TAU * 220.0 * (cents / 1200.0).exp2() / rate;
+            0.3 * phase.sin() as f32
+        })
+        .collect();
+    let (sung_centre, sung_depth) = centre_and_depth(&sung, 1.0, 4.5, 220.0);
+    for natural in [1.0f32, 0.0] {
+        set(&daemon, &osc, "/autotune/vibrato/natural", vec![OscType::Float(natural)]);
+        let mut client = TestClient::with_midi(&daemon.client, sung.clone(), false, Vec::new(), 10);
+        let mut recorded = Vec::new();
+        client.record(5.2, &mut recorded);
+        client.close();
+        let (centre, depth) = centre_and_depth(&recorded, 1.0, 4.5, 220.0);
+        println!(
+            "natural {natural}: centre {centre:+.2} c, depth {depth:.1} c (sung {sung_centre:+.1} c, depth {sung_depth:.1})"
+        );
+        if natural == 1.0 {
+            assert!(centre.abs() <= 3.0, "natural 1: the centre is {centre:+.2} c from A3");
+            assert!((depth - 30.0).abs() <= 6.0, "natural 1: depth {depth:.1} c");
+        } else {
+            assert!(depth <= 5.0, "natural 0: depth {depth:.1} c");
+            assert!(centre.abs() <= 3.0, "natural 0: the centre is {centre:+.2} c from A3");
+        }
+    }
+}
+
+/// A fresh directory with the shipped Scala files and a broken one.
+fn scales_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique("scales"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["19-edo.scl", "just-major.scl"] {
+        std::fs::copy(root().join("config/scales").join(file), dir.join(file)).unwrap();
+    }
+    std::fs::write(dir.join("broken.scl"), "! broken.scl\nBroken\n 3\n 9/8\n five/4\n 2/1\n").unwrap();
+    dir
+}
+
+#[test]
+fn scala_tunings_snap_auto_mode_to_their_pitches() {
+    let _jack = jack_lock();
+    let server = JackServer::start(RATE, 512);
+    let dir = scales_dir();
+    let extra = [
+        format!("tuning.scala_dir={}", dir.display()),
+        "tuning.scala=19-edo.scl".into(),
+        "tuning.formant_preserve=0".into(),
+        "tuning.vibrato_natural=0".into(),
+    ];
+    let daemon = Daemon::start(&server, None, &extra.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let osc = OscClient::new();
+    let play = |note: f32| {
+        let (tone, _) = looping_tone(note_hz(note), 0.3);
+        let mut client = TestClient::start(&daemon.client, tone, 8);
+        let mut recorded = Vec::new();
+        client.record(2.0, &mut recorded);
+        client.close();
+        landed(&recorded)
+    };
+    // 19-EDO from C: step 5 is 315.8 cents above C4; sung 20 cents above it.
+    let step5 = 60.0 + 5.0 * 12.0 / 19.0;
+    let note = play(step5 + 0.2);
+    println!("19-EDO: step 5 + 20 c landed {:+.2} c from step 5", (note - step5) * 100.0);
+    assert!((note - step5).abs() * 100.0 <= 2.0, "19-EDO: landed on MIDI {note:.3}, step 5 is {step5:.3}");
+
+    // A 12-note just intonation from C, loaded live: sung near the 12-TET E, G and A, each lands
+    // on its ratio (5/4, 3/2, 5/3 above C4), not on the 12-TET note.
+    set(&daemon, &osc, "/autotune/scala", string("just-major.scl"));
+    let query = osc.request(daemon.osc, "/autotune/scala", vec![]).unwrap();
+    assert_eq!(query.args, string("just-major.scl"));
+    for (sung, ratio) in [(64.1f32, 5.0f32 / 4.0), (67.1, 3.0 / 2.0), (69.0, 5.0 / 3.0)] {
+        let target = 60.0 + 12.0 * ratio.log2();
+        let note = play(sung);
+        println!("just: sung MIDI {sung}, landed {:+.2} c from {ratio}", (note - target) * 100.0);
+        assert!((note - target).abs() * 100.0 <= 2.0, "just {ratio}: landed on MIDI {note:.3}, not {target:.3}");
+    }
+
+    // A broken file is answered with its name and line; the tuning stays.
+    osc.send(daemon.osc, "/autotune/scala", string("broken.scl"));
+    let error = osc.receive().expect("an error reply");
+    assert_eq!(error.addr, "/autotune/error");
+    let OscType::String(message) = &error.args[2] else { panic!("{error:?}") };
+    assert!(message.contains("broken.scl, line 5"), "{message}");
+    let refused = osc.request(daemon.osc, "/autotune/scala", string("../19-edo.scl")).unwrap();
+    assert_eq!(refused.args[1], OscType::Int(6));
+    let note = play(69.0);
+    assert!((note - (60.0 + 12.0 * (5.0f32 / 3.0).log2())).abs() * 100.0 <= 2.0, "after the broken file: {note:.3}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -53,7 +53,8 @@ fn a_base_contract_model_loads_with_features_reported_missing() {
             "detected_pitch",
             "applied_target_hz",
             "state",
-            "voice_mix"
+            "voice_mix",
+            "scale_notes"
         ]
     );
 }

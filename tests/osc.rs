@@ -414,6 +414,7 @@ fn the_readme_lists_every_address() {
             "/autotune/preset",
             "/autotune/subscribe",
             "/autotune/unsubscribe",
+            "/autotune/scala",
         ]
         .map(String::from),
     );

@@ -3,8 +3,9 @@
 
 mod common;
 
-use autotuned::parameters::{FORMANT_PRESERVE, OUT_CHANNEL, STRENGTH, TRANSPOSE};
+use autotuned::parameters::{FORMANT_PRESERVE, OUT_CHANNEL, SCALE, STRENGTH, TRANSPOSE};
 use autotuned::rt::MidiChannels;
+use autotuned::scales::SCALA;
 use autotuned::settings::Settings;
 use common::root;
 
@@ -18,7 +19,29 @@ fn the_shipped_config_loads_and_documents_the_defaults() {
     // model.dir = "../models" is relative to the file, so it names the checkout's models.
     assert_eq!(settings.model_path(), root().join("models/autotune.onnx"));
     settings.model.dir = Settings::default().model.dir;
+    assert_eq!(settings.scala.dir, root().join("config/scales"));
+    settings.scala.dir = Settings::default().scala.dir;
     assert_eq!(settings, Settings::default());
+}
+
+#[test]
+fn a_scala_setting_tunes_every_voice_and_a_bad_file_names_its_line() {
+    let dir = std::env::temp_dir().join(common::unique("scales"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("config/scales/19-edo.scl"), dir.join("19-edo.scl")).unwrap();
+    std::fs::write(dir.join("bad.scl"), "! bad.scl\nBroken\n3\n9/8\nfive/4\n2/1\n").unwrap();
+    let load = |file: &str| {
+        let overrides = [format!("tuning.scala_dir={}", dir.display()), format!("tuning.scala={file}")];
+        Settings::load(Some(&shipped()), &overrides)
+    };
+    let s = load("19-edo.scl").unwrap();
+    assert_eq!(s.params.get(SCALE) as usize, SCALA);
+    assert_eq!((s.params.tuning.len, s.params.tuning.period), (19, 12.0));
+    let err = load("bad.scl").unwrap_err().to_string();
+    assert!(err.contains("`tuning.scala`") && err.contains("bad.scl, line 5"), "{err}");
+    let err = load("../19-edo.scl").unwrap_err().to_string();
+    assert!(err.contains("not a file name"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Expressive controls, per voice and block on the RT thread: flex-tune's share of the strength,
-//! and humanize's and the created vibrato's offsets of the target, worked out from what the
-//! voice's last block reported (its sung pitch and the target it was steered to).
+//! and humanize's, the natural vibrato's and the created vibrato's offsets of the target, worked
+//! out from what the voice's last block reported (its sung pitch and the target it was steered
+//! to).
 
 use std::f32::consts::TAU;
 
 use super::inference::BlockReport;
 use super::params::Params;
-use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE, VIBRATO_DEPTH, VIBRATO_ONSET_MS, VIBRATO_RATE_HZ};
+use crate::parameters::{FLEX, HUMANIZE, TRANSPOSE, VIBRATO_DEPTH, VIBRATO_NATURAL, VIBRATO_ONSET_MS, VIBRATO_RATE_HZ};
 
 /// Flex-tune fades the correction out over this many cents past its window.
 const FLEX_FADE_CENTS: f32 = 10.0;
@@ -18,6 +19,9 @@ const HUMANIZE_RAMP_MS: f32 = 100.0;
 const HUMANIZE_RETUNE_MS: f32 = 400.0;
 /// A target this far from the last one is a new note.
 const NEW_NOTE_CENTS: f32 = 50.0;
+/// The sung vibrato is what moves faster than this: a second-order Butterworth high-pass at it
+/// keeps 3–9 Hz (≥ 0.9 of the depth from 3 Hz) and leaves drifts to humanize (0.12 at 0.7 Hz).
+const VIBRATO_FROM_HZ: f32 = 2.0;
 
 /// How the next block's correction is shaped.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,6 +44,8 @@ pub struct Expression {
     slow_cents: f32,
     /// The created vibrato's phase, radians since its onset on this note.
     vibrato_phase: f32,
+    /// Separates the sung vibrato from the deviation.
+    sung_vibrato: HighPass,
 }
 
 impl Expression {
@@ -51,7 +57,10 @@ impl Expression {
         let offset = match deviation {
             Some(deviation) => {
                 self.follow_note(note_hz, deviation);
-                self.humanize(p.get(HUMANIZE), deviation, block_ms) + self.vibrato(p, block_ms)
+                let vibrato = self.sung_vibrato.next(deviation, VIBRATO_FROM_HZ * block_ms / 1000.0);
+                self.humanize(p.get(HUMANIZE), deviation - vibrato, block_ms)
+                    + p.get(VIBRATO_NATURAL) * vibrato
+                    + self.vibrato(p, block_ms)
             }
             None => {
                 self.note_hz = 0.0;
@@ -69,6 +78,7 @@ impl Expression {
             self.held_blocks = 0;
             self.slow_cents = deviation;
             self.vibrato_phase = 0.0;
+            self.sung_vibrato.settle(deviation);
         }
         self.held_blocks = self.held_blocks.saturating_add(1);
     }
@@ -99,6 +109,33 @@ impl Expression {
         let offset = depth * self.vibrato_phase.sin();
         self.vibrato_phase = (self.vibrato_phase + TAU * p.get(VIBRATO_RATE_HZ) * block_ms / 1000.0) % TAU;
         offset
+    }
+}
+
+/// A second-order Butterworth high-pass over one value per block.
+#[derive(Clone, Copy, Debug, Default)]
+struct HighPass {
+    x: [f32; 2],
+    y: [f32; 2],
+}
+
+impl HighPass {
+    /// Starts as if `x` had always been the input: a held offset gives 0, not a step.
+    fn settle(&mut self, x: f32) {
+        *self = HighPass { x: [x, x], y: [0.0, 0.0] };
+    }
+
+    /// The next output for input `x`, with the cut-off at `cycles` per block (< 0.5).
+    fn next(&mut self, x: f32, cycles: f32) -> f32 {
+        let (sin, cos) = (TAU * cycles).sin_cos();
+        let alpha = sin * std::f32::consts::FRAC_1_SQRT_2;
+        let a0 = 1.0 + alpha;
+        let (b0, b1) = ((1.0 + cos) / 2.0 / a0, -(1.0 + cos) / a0);
+        let (a1, a2) = (-2.0 * cos / a0, (1.0 - alpha) / a0);
+        let y = b0 * (x + self.x[1]) + b1 * self.x[0] - a1 * self.y[0] - a2 * self.y[1];
+        self.x = [x, self.x[0]];
+        self.y = [y, self.y[0]];
+        y
     }
 }
 
@@ -136,10 +173,37 @@ mod tests {
         let late = &kept[200..];
         let swing = late.iter().copied().fold(f32::MIN, f32::max) - late.iter().copied().fold(f32::MAX, f32::min);
         assert!(swing > 15.0, "the target swings {swing} cents of the drift's 30");
-        // Humanize 0 moves nothing.
+        // Humanize 0 (and no natural vibrato) moves nothing.
         let mut e = Expression::default();
-        let off = Params::default();
+        let off = Params::default().with(VIBRATO_NATURAL, 0.0);
         assert!((0..100).all(|b| e.next(&off, &report(cents_hz(drift(b)), 220.0), block_ms).transpose == 0.0));
+    }
+
+    #[test]
+    fn natural_vibrato_scales_the_sung_vibrato_and_not_its_offset() {
+        let block_ms = 512.0 * 1000.0 / 44_100.0;
+        let sung = |b: usize| -25.0 + 30.0 * (TAU * 5.5 * b as f32 * block_ms / 1000.0).sin();
+        let swing = |natural: f32| {
+            let p = Params::default().with(VIBRATO_NATURAL, natural);
+            let mut e = Expression::default();
+            // The model reports the target it was fed: the note moved by the last transpose.
+            let mut fed = 0.0f32;
+            let offsets: Vec<f32> = (0..300)
+                .map(|b| {
+                    let target = 220.0 * (fed / 12.0).exp2();
+                    fed = e.next(&p, &report(220.0 * (sung(b) / 1200.0).exp2(), target), block_ms).transpose;
+                    100.0 * fed
+                })
+                .collect();
+            let late = &offsets[100..];
+            let mean = late.iter().sum::<f32>() / late.len() as f32;
+            (late.iter().copied().fold(f32::MIN, f32::max) - late.iter().copied().fold(f32::MAX, f32::min), mean)
+        };
+        let (kept, centre) = swing(1.0);
+        assert!((kept - 60.0).abs() < 8.0, "natural 1 keeps a {kept} c swing of 60");
+        assert!(centre.abs() < 1.0, "the offset is not passed: mean {centre}");
+        assert!((swing(2.0).0 - 120.0).abs() < 16.0);
+        assert_eq!(swing(0.0).0, 0.0);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Slots {
     pub state: Vec<(usize, usize)>,
     /// The [voices, voices] mix linked voices are analysed on; identity unless linked.
     pub voice_mix: Option<usize>,
+    /// (`scale_notes`, `scale_period`): the pitches auto mode snaps to, from any tuning.
+    pub scale: Option<(usize, usize)>,
+    /// `note_hysteresis`: how much closer another pitch must be before auto mode moves to it.
+    pub hysteresis: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -316,6 +320,15 @@ impl Inference {
                             *first = value;
                         }
                     }
+                }
+            }
+            if let Some((notes, period)) = slots.scale {
+                let width = self.inputs[notes].len / voices;
+                let row = &mut self.inputs[notes].data_mut()[voice * width..(voice + 1) * width];
+                let (repeats, hysteresis) = c.params.allowed_pitches(row);
+                self.inputs[period].data_mut()[voice] = repeats;
+                if let Some(slot) = slots.hysteresis {
+                    self.inputs[slot].data_mut()[voice] = hysteresis;
                 }
             }
         }

@@ -190,6 +190,12 @@ impl Processor {
         &self.reports
     }
 
+    /// What each voice's model was fed for its last block (the strength after flex-tune, the
+    /// target), voice 1 first.
+    pub fn fed(&self) -> &[Controls] {
+        &self.controls
+    }
+
     fn run_model(&mut self, held: &[Held]) {
         let Some(model) = self.model.as_mut() else {
             self.reports.fill(BlockReport::default());
