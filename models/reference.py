@@ -71,7 +71,7 @@ SCALE_PERIOD_MAX = F(48.0)
 # Auto mode chooses the note from the sung pitch's centre, a one-pole average over this time
 # constant, so a vibrato's swings never pick the neighbouring note ("targeting ignores vibrato");
 # a voice more than CENTRE_RESET_ST from the centre (a new note, an onset) restarts it there.
-CENTRE_MS = 100.0
+CENTRE_MS = 40.0
 CENTRE_RESET_ST = F(0.8)
 # Read rate limits: 25 semitones up or down (transpose reaches ±24).
 RHO_LIMIT = F(4.25)

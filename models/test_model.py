@@ -266,12 +266,13 @@ def test_any_scale_of_pitches_is_snapped_to(rate):
 
 @pytest.mark.parametrize("rate", RATES)
 def test_targeting_ignores_vibrato(rate):
-    """A ±30 c, 5.5 Hz vibrato around A3 sung 25 c flat: its troughs (55 c flat) are nearer G#3
-    than a plain nearest-note choice with 25 c of hysteresis lets go of, but the note is chosen
-    from the sung centre, so every voiced block targets A3; a real note change still moves it."""
+    """A ±40 c, 5.5 Hz vibrato around A3 sung 30 c flat: its troughs (70 c flat) are 40 c nearer
+    G#3, more than the 25 c of hysteresis, so a nearest-note choice from the sung pitch flips to
+    G#3 at every trough (the reference does, without the centre); chosen from the sung centre,
+    every voiced block targets A3, and a real note change still moves it."""
     sess = stream.session(path_for(rate))
     names = [o.name for o in sess.get_outputs()]
-    f0 = np.concatenate([voices.steady(quality.hz_of(57 - 0.25), 2.0, rate, vibrato_cents=30.0),
+    f0 = np.concatenate([voices.steady(quality.hz_of(57 - 0.30), 2.0, rate, vibrato_cents=40.0),
                          voices.steady(quality.hz_of(59), 0.6, rate)])
     signal = voices.render(f0, rate)
     inputs = stream.feeds(sess)

@@ -60,8 +60,8 @@ pub enum ModelError {
     Missing { path: PathBuf, kind: &'static str, name: &'static str, what: &'static str },
     #[error(
         "{path}: unknown input `{name}`: autotuned feeds only the contract's inputs \
-             (audio_buffer, target_pitch, correction_strength, {}, voice_mix, \
-             and state inputs X that have an output X_out)",
+             (audio_buffer, target_pitch, correction_strength, {}, scale_notes, scale_period, \
+             note_hysteresis, voice_mix, and state inputs X that have an output X_out)",
         parameter_inputs().join(", ")
     )]
     UnknownInput { path: PathBuf, name: String },
