@@ -553,13 +553,19 @@ fn file_name(path: &Path) -> String {
 
 /// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`.
 pub fn model_in_dir(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    file_in_dir(dir, name, "models directory")
+}
+
+/// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`, which
+/// errors call `what`.
+pub fn file_in_dir(dir: &Path, name: &str, what: &str) -> Result<PathBuf, String> {
     if name.is_empty() || Path::new(name).components().count() != 1 || name == ".." || name == "." {
-        return Err(format!("{name:?} is not a file name in the models directory"));
+        return Err(format!("{name:?} is not a file name in the {what}"));
     }
-    let root = dir.canonicalize().map_err(|e| format!("models directory {}: {e}", dir.display()))?;
+    let root = dir.canonicalize().map_err(|e| format!("{what} {}: {e}", dir.display()))?;
     let path = dir.join(name).canonicalize().map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
     if !path.starts_with(&root) {
-        return Err(format!("{name:?} leads outside the models directory {}", root.display()));
+        return Err(format!("{name:?} leads outside the {what} {}", root.display()));
     }
     Ok(path)
 }

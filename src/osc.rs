@@ -624,8 +624,8 @@ impl OscService {
             _ => return bad("expects a .scl file name, and optionally a .kbm file name"),
         };
         for name in [&file, &kbm].into_iter().filter(|n| !n.is_empty()) {
-            if let Err(reason) = crate::app::model_in_dir(&self.scala_dir, name) {
-                return Outcome::Error(ErrorCode::Refused, reason.replace("models directory", "Scala directory"));
+            if let Err(reason) = crate::scala::inside(&self.scala_dir, name) {
+                return Outcome::Error(ErrorCode::Refused, reason.to_string());
             }
         }
         match crate::scala::load(&self.scala_dir, &file, (!kbm.is_empty()).then_some(kbm.as_str())) {

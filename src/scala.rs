@@ -212,9 +212,8 @@ impl Keyboard {
 }
 
 /// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`.
-fn inside(dir: &Path, name: &str) -> Result<PathBuf, ScalaError> {
-    crate::app::model_in_dir(dir, name)
-        .map_err(|reason| file_error(name, reason.replace("models directory", "Scala directory")))
+pub fn inside(dir: &Path, name: &str) -> Result<PathBuf, ScalaError> {
+    crate::app::file_in_dir(dir, name, "Scala directory").map_err(|reason| file_error(name, reason))
 }
 
 /// Loads `scl` (and the keyboard mapping `kbm`, if any) from `dir` only, as the tuning auto mode

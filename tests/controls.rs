@@ -251,6 +251,18 @@ fn standard_deviation(values: &[f32]) -> f32 {
     (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / values.len() as f32).sqrt()
 }
 
+/// `seconds` of a sine around A3 whose pitch is `cents(t)` cents from it at `t` seconds.
+fn a3_moving(seconds: f64, cents: impl Fn(f64) -> f64) -> Vec<f32> {
+    let rate = f64::from(RATE);
+    let mut phase = 0.0f64;
+    (0..(seconds * rate) as usize)
+        .map(|i| {
+            phase += std::f64::consts::TAU * 220.0 * (cents(i as f64 / rate) / 1200.0).exp2() / rate;
+            0.3 * phase.sin() as f32
+        })
+        .collect()
+}
+
 #[test]
 fn humanize_keeps_a_held_note_s_drift_and_short_notes_still_snap() {
     let _jack = jack_lock();
@@ -258,15 +270,7 @@ fn humanize_keeps_a_held_note_s_drift_and_short_notes_still_snap() {
     let daemon = Daemon::start(&server, None, &["tuning.formant_preserve=0"], &[]);
     let osc = OscClient::new();
     // A held A3 drifting ±15 cents at 0.7 Hz, 7 s, played once.
-    let rate = RATE as f64;
-    let mut phase = 0.0f64;
-    let drifting: Vec<f32> = (0..7 * RATE as usize)
-        .map(|i| {
-            let cents = 15.0 * (std::f64::consts::TAU * 0.7 * i as f64 / rate).sin();
-            phase += std::f64::consts::TAU * 220.0 * (cents / 1200.0).exp2() / rate;
-            0.3 * phase.sin() as f32
-        })
-        .collect();
+    let drifting = a3_moving(7.0, |t| 15.0 * (std::f64::consts::TAU * 0.7 * t).sin());
     let sung = standard_deviation(&smoothed_cents(&drifting[3 * RATE as usize..], 220.0));
     // A 150 ms note 40 cents sharp, then silence, once a second.
     let mut short = sine(220.0 * 2f32.powf(40.0 / 1200.0), 0.15, 0.3);
@@ -358,15 +362,7 @@ fn natural_vibrato_keeps_the_sung_vibrato_around_the_corrected_note() {
     let osc = OscClient::new();
     // A3 sung 25 cents flat with a ±30 cent, 5.5 Hz vibrato, 5 s, played once: its troughs (55
     // cents flat) are nearer G#3 than A3.
-    let rate = RATE as f64;
-    let mut phase = 0.0f64;
-    let sung: Vec<f32> = (0..5 * RATE as usize)
-        .map(|i| {
-            let cents = -25.0 + 30.0 * (std::f64::consts::TAU * 5.5 * i as f64 / rate).sin();
-            phase += std::f64::consts::TAU * 220.0 * (cents / 1200.0).exp2() / rate;
-            0.3 * phase.sin() as f32
-        })
-        .collect();
+    let sung = a3_moving(5.0, |t| -25.0 + 30.0 * (std::f64::consts::TAU * 5.5 * t).sin());
     let (sung_centre, sung_depth) = centre_and_depth(&sung, 1.0, 4.5, 220.0);
     for natural in [1.0f32, 0.0] {
         set(&daemon, &osc, "/autotune/vibrato/natural", vec![OscType::Float(natural)]);
