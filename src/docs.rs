@@ -128,6 +128,9 @@ pub fn session(root: &str) -> Value {
     widgets.push(tap("natural", "/preset", "Natural", 140, json!("natural")));
     widgets.push(tap("hard", "/preset", "Hard", 270, json!("hard")));
     widgets.push(tap("dump", "/dump", "Refresh", 400, json!(1)));
+    // A Scala file name from `[tuning] scala_dir`, sent as typed (Enter).
+    let scala = widget("input", "scala", &format!("{root}/scala"), "Scala file (.scl)", (430, 530, 200, 50));
+    widgets.push(merge(scala, json!({"typeTags": "s", "default": ""})));
     let meter_left = fader_left + 20;
     for (i, (path, label, unit)) in [
         ("pitch", "Pitch", "Hz"),
