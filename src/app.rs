@@ -15,12 +15,11 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::audio::jack::{self as node, JackNode, NodeParts};
-use crate::control::{Controls, Status, apply};
+use crate::control::{Controls, Status, apply, tune};
 use crate::model::{Contract, ModelError, Runtime, models_in};
 use crate::osc::{self, Answer, OscService, Request};
 use crate::parameters::SCALE;
 use crate::rt::{Command, Inference, Meters, Processor, ProcessorRings, RtEvent};
-use crate::scales::SCALA;
 use crate::settings::Settings;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -505,9 +504,13 @@ impl Supervisor<'_> {
         let scala = (!settings.scala.file.is_empty()).then_some(settings.params.tuning);
         self.controls.update(|voices| {
             for p in voices {
-                p.tuning = scala.unwrap_or_default();
-                let scale = if scala.is_some() { SCALA as f32 } else { settings.params.get(SCALE) };
-                apply(p, SCALE, scale);
+                match scala {
+                    Some(tuning) => tune(p, tuning),
+                    None => {
+                        p.tuning = Default::default();
+                        apply(p, SCALE, settings.params.get(SCALE));
+                    }
+                }
             }
         });
         log::info!("Scala tuning: {}", if scala.is_some() { &settings.scala.file } else { "none" });

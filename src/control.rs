@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::parameters::{Id, KEY, NOTES, SCALE};
+use crate::rt::params::ScaleTuning;
 use crate::rt::{Meters, Params, SharedParams};
-use crate::scales::{CUSTOM, scale_mask};
+use crate::scales::{CUSTOM, SCALA, scale_mask};
 
 /// Sets a checked value and what follows from it: a key or a named scale sets the allowed
 /// notes, and a changed set of notes makes the scale custom.
@@ -19,6 +20,12 @@ pub fn apply(p: &mut Params, id: Id, value: f32) {
     } else if id == NOTES {
         p.set(SCALE, CUSTOM as f32);
     }
+}
+
+/// Tunes auto mode to a Scala tuning: the scale becomes `scala`.
+pub fn tune(p: &mut Params, tuning: ScaleTuning) {
+    p.tuning = tuning;
+    apply(p, SCALE, SCALA as f32);
 }
 
 /// Serialises writers of every voice's [`SharedParams`] and keeps the master copies.

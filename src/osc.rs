@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
-use crate::control::{Controls, Status, apply};
-use crate::parameters::{Id, Kind, MODE, NOTES, SCALE, TARGET_HZ, TUNING_HZ, by_address, ids};
+use crate::control::{Controls, Status, apply, tune};
+use crate::parameters::{Id, Kind, MODE, NOTES, TARGET_HZ, TUNING_HZ, by_address, ids};
 use crate::rt::{Meters, Mode, Params};
-use crate::scales::{SCALA, hz_note, note_hz};
+use crate::scala::ScalaError;
+use crate::scales::{hz_note, note_hz};
 use crate::settings::{Presets, Settings};
 
 /// Deepest bundle nesting accepted; rosc recurses once per level with no limit of its own.
@@ -623,23 +624,14 @@ impl OscService {
             [OscType::String(file), OscType::String(kbm)] => (file.clone(), kbm.clone()),
             _ => return bad("expects a .scl file name, and optionally a .kbm file name"),
         };
-        for name in [&file, &kbm].into_iter().filter(|n| !n.is_empty()) {
-            if let Err(reason) = crate::scala::inside(&self.scala_dir, name) {
-                return Outcome::Error(ErrorCode::Refused, reason.to_string());
-            }
-        }
         match crate::scala::load(&self.scala_dir, &file, (!kbm.is_empty()).then_some(kbm.as_str())) {
             Ok(tuning) => {
-                self.controls.update(|voices| {
-                    for p in voices {
-                        p.tuning = tuning;
-                        apply(p, SCALE, SCALA as f32);
-                    }
-                });
+                self.controls.update(|voices| voices.iter_mut().for_each(|p| tune(p, tuning)));
                 log::info!("tuned to Scala {file} {kbm}");
                 self.scala = (file, kbm);
                 Outcome::Changed
             }
+            Err(e @ ScalaError::Refused { .. }) => Outcome::Error(ErrorCode::Refused, e.to_string()),
             Err(e) => Outcome::Error(ErrorCode::Failed, e.to_string()),
         }
     }

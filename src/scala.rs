@@ -21,6 +21,9 @@ use crate::rt::params::{SCALE_SLOTS, ScaleTuning};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScalaError {
+    /// The name is not a file inside the Scala directory.
+    #[error("{file}: {reason}")]
+    Refused { file: String, reason: String },
     #[error("{file}: {reason}")]
     File { file: String, reason: String },
     #[error("{file}, line {line}: {reason}")]
@@ -212,8 +215,9 @@ impl Keyboard {
 }
 
 /// `dir/name` if `name` is a plain file name that resolves (after symlinks) inside `dir`.
-pub fn inside(dir: &Path, name: &str) -> Result<PathBuf, ScalaError> {
-    crate::app::file_in_dir(dir, name, "Scala directory").map_err(|reason| file_error(name, reason))
+fn inside(dir: &Path, name: &str) -> Result<PathBuf, ScalaError> {
+    crate::app::file_in_dir(dir, name, "Scala directory")
+        .map_err(|reason| ScalaError::Refused { file: name.to_owned(), reason })
 }
 
 /// Loads `scl` (and the keyboard mapping `kbm`, if any) from `dir` only, as the tuning auto mode

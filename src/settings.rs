@@ -13,10 +13,9 @@ use config::{Config, File, FileFormat, Source, ValueKind};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::control::apply;
-use crate::parameters::{Id, KEY, SCALE, TABLE, by_preset_key, by_setting, sections};
+use crate::control::{apply, tune};
+use crate::parameters::{Id, KEY, TABLE, by_preset_key, by_setting, sections};
 use crate::rt::{MidiChannels, Mode, Params};
-use crate::scales::SCALA;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -556,8 +555,7 @@ impl Settings {
         let kbm = (!self.scala.kbm.is_empty()).then_some(self.scala.kbm.as_str());
         let tuning = crate::scala::load(&self.scala.dir, &self.scala.file, kbm)
             .map_err(|e| invalid(&origin(SCALA_FILE), SCALA_FILE, &self.scala.file, e.to_string()))?;
-        self.params.tuning = tuning;
-        apply(&mut self.params, SCALE, SCALA as f32);
+        tune(&mut self.params, tuning);
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use crate::parameters::{BYPASS, COUNT, Id, KEY, MODE, NOTES, SCALE, TABLE, TUNING_HZ};
-use crate::scales::SCALA;
+use crate::scales::{SCALA, hz_note};
 
 /// How many allowed pitch classes a tuning (and the model's `scale_notes`) holds at most.
 pub const SCALE_SLOTS: usize = 64;
@@ -135,11 +135,7 @@ impl Params {
         let t = &self.tuning;
         let len = (t.len as usize).min(SCALE_SLOTS);
         if self.get(SCALE) as usize == SCALA && len > 0 && t.period > 0.0 {
-            let anchor = if t.anchor_hz > 0.0 {
-                69.0 + 12.0 * (t.anchor_hz / self.get(TUNING_HZ)).log2()
-            } else {
-                self.get(KEY)
-            };
+            let anchor = if t.anchor_hz > 0.0 { hz_note(t.anchor_hz, self.get(TUNING_HZ)) } else { self.get(KEY) };
             for (slot, note) in notes.iter_mut().enumerate() {
                 *note = anchor + t.degrees[slot % len];
             }
