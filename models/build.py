@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.1.0"
+VERSION = "3.1.1"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -167,8 +167,11 @@ def build(sample_rate):
     # in the newest rev_len samples, so only those are mixed, time-reversed.
     newest_reversed = g.Slice(buf, g.ints(H + N - 1), g.ints(H + N - 1 - c.rev_len), g.ints(1), g.ints(-1))
     rev = g.MatMul("voice_mix", newest_reversed)
-    dec = g.Conv(g.Reshape(rev, g.ints(-1, 1, c.rev_len)), g.const(c.fir.reshape(1, 1, -1)),
-                 strides=[R.DEC])                                                # [V, 1, M]
+    # The decimating filter as a polyphase Conv: phase p of rev is channel p, and tap 8m + p of the
+    # filter is that channel's tap m. ONNX Runtime runs it in half the time of a strided Conv.
+    phases = g.Transpose(g.Reshape(rev, g.ints(-1, c.rev_len // R.DEC, R.DEC)), perm=[0, 2, 1])
+    polyphase_fir = c.fir.reshape(-1, R.DEC).T.reshape(1, R.DEC, -1)
+    dec = g.Conv(phases, g.const(polyphase_fir))                                    # [V, 1, M]
     M = c.dec_len
     tiled = g.slice(g.Tile(dec, g.ints(1, 1, BD + 1)), 0, BD * (M + 1), axis=2)
     lagged_dec = g.Reshape(tiled, g.ints(-1, BD, M + 1))                          # [V, BD, M + 1]
@@ -198,7 +201,9 @@ def build(sample_rate):
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
     lagged = g.Reshape(g.GatherElements(rev, g.Add(g.const(rows, np.int64), i4), axis=1), g.ints(-1, lags, N))
     rev_block = g.Reshape(g.slice(rev, 0, N), g.ints(-1, 1, N))
-    d = g.ReduceSumSquare(g.Sub(lagged, rev_block), axes=[2], keepdims=0)                      # [V, lags]
+    # squares, then their sum: ONNX Runtime's ReduceSumSquare takes about twice as long
+    diffs = g.Sub(lagged, rev_block)
+    d = g.ReduceSum(g.Mul(diffs, diffs), g.ints(2), keepdims=0)                               # [V, lags]
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):
@@ -441,7 +446,10 @@ def build(sample_rate):
     steps, gamma_out, out_period, span, span_reach, period, inv_period = g.split(
         exponentials, [3, 1, 1, 1, 1, 1, 1])
     # the rate's, the output grain phase's and the read position's running sums from their starts
-    sums = g.slice(g.CumSum(g.Concat(offsets, steps, axis=2), g.const(2, np.int64)), 1, N + 1, axis=2)
+    # summed along the first axis: ONNX Runtime's CumSum along a last axis goes element by element
+    # (eight voices: 31 us, against 4 us for the two transposes and a CumSum over rows)
+    sums_by_sample = g.CumSum(g.Transpose(g.Concat(offsets, steps, axis=2), perm=[2, 0, 1]), g.const(0, np.int64))
+    sums = g.Transpose(g.slice(sums_by_sample, 1, N + 1, axis=0), perm=[1, 2, 0])   # [V, 3, N]
     rising, psi, read = g.split(sums, [1, 1, 1])
     k = g.Floor(psi)
     psi_frac = g.Sub(psi, k)
@@ -455,15 +463,16 @@ def build(sample_rate):
     # before the grain phase reaches its number
     before = g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1)))      # [V, GRAINS, N]
     count_before = g.Min(g.ReduceSum(g.Cast(before, to=TensorProto.FLOAT), g.ints(2), keepdims=0), g.f(N - 1))
-    starts = g.Reshape(g.Cast(count_before, to=TensorProto.INT64), g.ints(-1, 1, grains))     # [V, 1, GRAINS]
-    pair = g.const(np.zeros((1, 2, 1)), np.int64)
+    # indices are int32 throughout the synthesis: GatherElements reads them ~20 % faster than int64
+    starts = g.Reshape(g.Cast(count_before, to=TensorProto.INT32), g.ints(-1, 1, grains))     # [V, 1, GRAINS]
+    pair = g.const(np.zeros((1, 2, 1)), np.int32)
     new_grains = g.GatherElements(g.Concat(anchor, span, axis=1), g.Add(starts, pair), axis=2)
     clipped_state = len(logged) + 1                                  # where the clipped state lanes start
     state_grains = g.Reshape(g.slice(clipped, clipped_state + R.S_HEADS, clipped_state + R.S_HEADS + 2 * heads),
                              g.ints(-1, 2, heads))
     grains_all = g.Concat(state_grains, new_grains, axis=2)                         # [V, 2, HEADS + GRAINS]
     # head h plays grain k(n) + h of the state's (oldest first) and this block's
-    slot = g.Add(g.Cast(k, to=TensorProto.INT64), g.const(np.arange(heads).reshape(1, heads, 1), np.int64))
+    slot = g.Add(g.Cast(k, to=TensorProto.INT32), g.const(np.arange(heads).reshape(1, heads, 1), np.int32))
     per_head = g.GatherElements(grains_all, g.Add(g.Reshape(slot, g.ints(-1, 1, heads * N)), pair), axis=2)
     head_anchor, head_span = g.split(g.Reshape(per_head, g.ints(-1, 2 * heads, N)), [heads, heads])
     unclipped = g.Add(head_anchor, read)                                            # buffer index
@@ -479,8 +488,8 @@ def build(sample_rate):
     # one GatherElements reads all 4 Catmull-Rom taps of every head
     floor = g.Floor(positions)
     t = g.Sub(positions, floor)
-    taps = g.Add(g.Reshape(g.Cast(floor, to=TensorProto.INT64), g.ints(-1, 1, heads * N)),
-                 g.const(np.arange(-1, 3).reshape(1, 4, 1), np.int64))
+    taps = g.Add(g.Reshape(g.Cast(floor, to=TensorProto.INT32), g.ints(-1, 1, heads * N)),
+                 g.const(np.arange(-1, 3).reshape(1, 4, 1), np.int32))
     samples = g.Reshape(g.GatherElements(buf, g.Reshape(taps, g.ints(-1, 4 * heads * N)), axis=1),
                         g.ints(-1, 4, heads * N))                                  # [V, tap, head and sample]
     wt = g.Mul(head_weights, t)
