@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.1.2"
+VERSION = "3.1.3"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -197,22 +197,27 @@ def build(sample_rate):
     # full-rate difference at REFINE_LAGS lags around 8 i; parabola through the smallest
     lags = R.REFINE_LAGS
     half_lags = lags // 2
-    # in `newest`, the block's sample n is newest[rev_len - N + n], the sample `lag` before it
-    # newest[rev_len - N + n - lag]
-    rows = (c.rev_len - N + np.arange(N)[None, :] + half_lags - np.arange(lags)[:, None]).reshape(1, lags * N)
+    # In `newest`, the block's sample n is newest[rev_len - N + n], the sample `lag` before it
+    # newest[rev_len - N + n - lag]. Every lag reads one segment of N + lags - 1 samples, gathered
+    # once; row r of its lagged copies (the tiling trick of YIN's cross term) starts r samples in,
+    # which is lag 8 i + half_lags - r. Gathering each copy's samples costs twice as much.
+    seg_len = N + lags - 1
+    seg_rows = (c.rev_len - N + half_lags - (lags - 1) + np.arange(seg_len)).reshape(1, seg_len)
     i4 = g.Mul(i, g.const(R.DEC, np.int64))
-    lagged = g.Reshape(g.GatherElements(newest, g.Sub(g.const(rows, np.int64), i4), axis=1), g.ints(-1, lags, N))
+    segment = g.GatherElements(newest, g.Sub(g.const(seg_rows, np.int64), i4), axis=1)      # [V, seg_len]
+    tiled_seg = g.slice(g.Tile(segment, g.ints(1, lags + 1)), 0, lags * (seg_len + 1))
+    lagged = g.slice(g.Reshape(tiled_seg, g.ints(-1, lags, seg_len + 1)), 0, N, axis=2)  # [V, lags, N], lag order reversed
     block_analysed = g.Reshape(g.slice(newest, c.rev_len - N, c.rev_len), g.ints(-1, 1, N))
     # squares, then their sum: ONNX Runtime's ReduceSumSquare takes about twice as long
     diffs = g.Sub(lagged, block_analysed)
-    d = g.ReduceSum(g.Mul(diffs, diffs), g.ints(2), keepdims=0)                               # [V, lags]
+    d = g.ReduceSum(g.Mul(diffs, diffs), g.ints(2), keepdims=0)                 # [V, lags], reversed
     inner = lags - 2
     fit = np.zeros((lags, 3 * inner), np.float32)
     for k in range(inner):
         fit[k + 1, k] = 1.0                                       # d at the centre
         fit[k, inner + k], fit[k + 2, inner + k] = 0.5, -0.5      # (a - r) / 2
         fit[k:k + 3, 2 * inner + k] = [1.0, -2.0, 1.0]            # a - 2b + r
-    centre, num, den = g.split(g.Gemm(d, g.const(fit)), [inner] * 3)
+    centre, num, den = g.split(g.Gemm(d, g.const(np.ascontiguousarray(fit[::-1]))), [inner] * 3)
     k = g.ArgMin(centre, axis=1, keepdims=1)
     shift = g.Clip(g.Div(num, g.Max(den, g.f(1e-9))), g.f(-1.0), g.f(1.0))
     centres = np.arange(inner, dtype=F).reshape(1, inner) + F(1 - half_lags)   # lag of centre k minus 8 i
