@@ -14,7 +14,7 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps build models quality demo docs bench bench-daemon malloc-count fmt lint soak fuzz install-user install-config clean
+.PHONY: run test jack-stale deps apt ort pydeps traindeps build models train quality demo docs bench bench-daemon bench-detector malloc-count fmt lint soak fuzz install-user install-config clean
 
 deps: apt ort
 
@@ -70,10 +70,30 @@ jack-stale:
 	@if ! pgrep -x jackd >/dev/null && ls /dev/shm/jack* >/dev/null 2>&1; then \
 	  echo "make: removing stale JACK registry entries from /dev/shm"; rm -rf /dev/shm/jack*; fi
 
-# Rebuilds models/*.onnx and the test fixtures (both deterministic).
+# Rebuilds models/*.onnx and the test fixtures (both deterministic). DETECTOR=yin builds YIN's
+# DSP pitch and voicing stage instead of the learned one (models/train/), for comparison.
+DETECTOR ?= learned
 models: pydeps
-	$(PY) models/build.py
+	$(PY) models/build.py --detector $(DETECTOR)
 	$(PY) tests/fixtures/build_fixtures.py
+
+# Trains the learned detector (seeded, deterministic; ~10 min on 2 cores): writes
+# models/train/detector-*.npz, report.json and loss.png, then rebuilds the models with it.
+traindeps: $(VENV)/.train-installed
+$(VENV)/.train-installed: models/train/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
+	touch $@
+
+# What the trainer renders its noises with (espeak-ng is in APT_PACKAGES).
+TRAIN_APT_PACKAGES := fluidsynth timgm6mb-soundfont
+train: apt traindeps
+	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	OPENBLAS_NUM_THREADS=2 $(PY) models/train/train.py
+	$(MAKE) models
 
 # The model quality benchmark (Praat-measured cents error, delay, seams, ORT time).
 quality: pydeps
@@ -97,6 +117,13 @@ bench: deps
 # in VOICES (e.g. VOICES=1,8,32), ROUNDS times: CPU, callback times, xruns, RSS.
 bench-daemon: deps jack-stale
 	VOICES=$(or $(VOICES),1) ROUNDS=$(or $(ROUNDS),1) cargo test --release --test bench_daemon daemon_cost -- --ignored --nocapture
+
+# The detector in noise through the live daemon (its pitch meter against the truth), the learned
+# model against the YIN one, on the held-out noisy set (models/train/heldout.py).
+bench-detector: deps pydeps jack-stale
+	$(PY) models/train/heldout.py target/detector-bench
+	$(PY) models/build.py --detector yin --out-dir target/detector-bench/yin
+	cargo test --release --test detector_live -- --ignored --nocapture
 
 # ONNX Runtime's (and everyone's) mallocs on the JACK thread per callback, via LD_PRELOAD.
 malloc-count: deps jack-stale target/malloc_count.so

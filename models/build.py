@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.1.3"
+VERSION = "3.2.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -143,8 +143,27 @@ def weight_columns(weights):
     return groups
 
 
-def build(sample_rate):
-    c = R.Constants(sample_rate)
+def learned_detector(g, c, cmnd, e0):
+    """The learned detector (reference.learned_pick): the decimated lag [V, 1] (int64) its lag
+    posterior peaks at, and its voicing probability [V, 1]. Its state is the recent peak level and
+    the last DETECTOR_CONTEXT - 1 blocks' inputs, newest first."""
+    level = g.Log(g.Max(g.Mul(e0, g.f(1.0 / R.DETECTOR_LEVEL_FLOOR)), g.f(1.0)))
+    last_peak, older = g.split("detector_state", [1, c.detector_state_len - 1])
+    peak = g.Max(level, g.Add(last_peak, g.f(-R.DETECTOR_PEAK_DECAY)))
+    x = g.Concat(peak, cmnd, level, older, axis=1)
+    g.Slice(x, g.ints(0), g.ints(c.detector_state_len), g.ints(1), out="detector_state_out")
+    for k, (w, b) in enumerate(c.layers):
+        if k == len(c.layers) - 1:
+            x = g.Concat(x, cmnd, axis=1)
+        x = g.Gemm(x, g.const(w), g.const(b.reshape(1, -1)))
+        if k < len(c.layers) - 1:
+            x = g.Relu(x)
+    logits, voicing_logit = g.split(x, [c.lags_dec, 1])
+    return g.ArgMax(logits, axis=1, keepdims=1), g.Sigmoid(voicing_logit)
+
+
+def build(sample_rate, detector="learned"):
+    c = R.Constants(sample_rate, detector)
     g = Graph()
     N, H, BD, L = R.BLOCK, R.HISTORY, R.BLOCK_DEC, c.lags_dec
     heads, grains = R.HEADS, R.GRAINS
@@ -187,12 +206,16 @@ def build(sample_rate):
     e0 = g.slice(energy, 0, 1, axis=2)                                            # the block's own
     # floored: the running sum stays > 0 and every CMNDF finite, even on silence or DC
     diff = g.Reshape(g.Max(g.Add(g.Add(cross, energy), e0), g.f(R.DIFF_FLOOR)), g.ints(-1, L))
-    e0 = g.Reshape(e0, g.ints(-1, 1))
     cmnd = g.Div(diff, g.Mul(g.CumSum(diff, g.const(1, np.int64)), g.const(c.inv_tau.reshape(1, L))))
 
-    # the lag: CMNDF minimum under the octave cost (and out-of-range lags priced out)
-    i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [V, 1] int64
-    aperiodicity = g.GatherElements(cmnd, i, axis=1)
+    e0 = g.Reshape(e0, g.ints(-1, 1))
+    if c.layers is None:
+        # the lag: CMNDF minimum under the octave cost (and out-of-range lags priced out); the
+        # aperiodicity (the CMNDF there) sets the voicing ramp
+        i = g.ArgMin(g.Add(cmnd, g.const(c.lag_cost.reshape(1, L))), axis=1, keepdims=1)   # [V, 1] int64
+        periodicity_lane = g.GatherElements(cmnd, i, axis=1)
+    else:
+        i, periodicity_lane = learned_detector(g, c, cmnd, e0)
 
     # full-rate difference at REFINE_LAGS lags around 8 i; parabola through the smallest
     lags = R.REFINE_LAGS
@@ -219,7 +242,8 @@ def build(sample_rate):
         fit[k, inner + k], fit[k + 2, inner + k] = 0.5, -0.5      # (a - r) / 2
         fit[k:k + 3, 2 * inner + k] = [1.0, -2.0, 1.0]            # a - 2b + r
     centre, num, den = g.split(g.Gemm(d, g.const(np.ascontiguousarray(fit[::-1]))), [inner] * 3)
-    k = g.ArgMin(centre, axis=1, keepdims=1)
+    # the inner lags' weights are symmetric, so the reversed order needs no reversing here
+    k = g.ArgMin(g.Mul(centre, g.const(R.refine_weights().reshape(1, inner))), axis=1, keepdims=1)
     shift = g.Clip(g.Div(num, g.Max(den, g.f(1e-9))), g.f(-1.0), g.f(1.0))
     centres = np.arange(inner, dtype=F).reshape(1, inner) + F(1 - half_lags)   # lag of centre k minus 8 i
     offset_shift = g.GatherElements(g.Add(shift, g.const(centres)), k, axis=1)
@@ -242,7 +266,7 @@ def build(sample_rate):
         ("fkeep", 0.0, 1.0), ("fsh", -float(R.FORMANT_SHIFT_LIMIT), float(R.FORMANT_SHIFT_LIMIT)),
         ("per", 0.0, float(R.SCALE_PERIOD_MAX)), ("perc", 1.0, float(R.SCALE_PERIOD_MAX)),
         ("hys", 0.0, float(R.HYSTERESIS_MAX))]
-    pack = g.Concat(e0, est, "tuning_hz", "target_pitch", "state", aperiodicity, "state",
+    pack = g.Concat(e0, est, "tuning_hz", "target_pitch", "state", periodicity_lane, "state",
                     "correction_strength", "retune_ms", "transpose", "target_pitch", "formant_preserve",
                     "formant_shift", "scale_period", "scale_period", "note_hysteresis", axis=1)
     bounds = np.array([[lane[1] for lane in pack_lanes], [lane[2] for lane in pack_lanes]], np.float32)
@@ -259,7 +283,11 @@ def build(sample_rate):
     # Conditions are ANDs of margins (> 0 when they hold); "not" pairs are exact complements.
     # An if/else is a sum of (weight x value) products with exactly one weight of 1; a condition
     # with "unvoiced" in it is written as (X) - (voiced and X), both ANDs.
-    ramps = [{"ap": -1.0 / float(R.VOICING_RAMP), "1": float(R.VOICING_AP / R.VOICING_RAMP + F(0.5))},
+    # The periodicity ramp: YIN's in the aperiodicity, the learned detector's in its probability.
+    periodic = ({"ap": -1.0 / float(R.VOICING_RAMP), "1": float(R.VOICING_AP / R.VOICING_RAMP + F(0.5))}
+                if c.layers is None else
+                {"ap": 1.0 / float(R.DETECTOR_VOICING_RAMP), "1": float(F(0.5) - F(0.5) / R.DETECTOR_VOICING_RAMP)})
+    ramps = [periodic,
              {"ln_e0": float(F(10.0) / F(np.log(10.0)) / R.GATE_RANGE_DB),
               "1": float((-F(10.0) / F(np.log(10.0)) * F(np.log(BD)) - R.GATE_DB) / R.GATE_RANGE_DB)}]
     voiced = [plus(ramp, {"1": -BELOW_HALF}) for ramp in ramps]  # both ramps >= 0.5
@@ -523,14 +551,15 @@ def build(sample_rate):
 
     f32 = TensorProto.FLOAT
     voices = "voices"
+    detector_state = [] if c.layers is None else [("detector_state", c.detector_state_len)]
     inputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
         ("audio_buffer", N), ("target_pitch", 1), ("correction_strength", 1), ("scale_notes", R.SCALE_SLOTS),
         ("scale_period", 1), ("note_hysteresis", 1), ("tuning_hz", 1),
         ("retune_ms", 1), ("transpose", 1), ("formant_preserve", 1), ("formant_shift", 1), ("history", H),
-        ("state", R.STATE_LEN)]] + [helper.make_tensor_value_info("voice_mix", f32, [voices, voices])]
+        ("state", R.STATE_LEN)] + detector_state] + [helper.make_tensor_value_info("voice_mix", f32, [voices, voices])]
     outputs = [helper.make_tensor_value_info(name, f32, [voices, size]) for name, size in [
         ("corrected_audio", N), ("confidence", 1), ("detected_pitch", 1), ("applied_target_hz", 1),
-        ("history_out", H), ("state_out", R.STATE_LEN)]]
+        ("history_out", H), ("state_out", R.STATE_LEN)] + [(name + "_out", size) for name, size in detector_state]]
     # Defaults for everything past the base contract, so a caller that feeds only the base inputs
     # still runs (one voice: a default has one row). ONNX Runtime lists these as overridable
     # initializers, not inputs; autotuned reads both lists.
@@ -543,26 +572,42 @@ def build(sample_rate):
                 "retune_ms": np.zeros((1, 1), np.float32), "transpose": np.zeros((1, 1), np.float32),
                 "formant_preserve": np.ones((1, 1), np.float32), "formant_shift": np.zeros((1, 1), np.float32),
                 "history": np.zeros((1, H), np.float32), "state": unfed_state,
-                "voice_mix": np.ones((1, 1), np.float32)}
+                "voice_mix": np.ones((1, 1), np.float32),
+                **{name: np.zeros((1, size), np.float32) for name, size in detector_state}}
     g.inits.extend(numpy_helper.from_array(value, name) for name, value in defaults.items())
     graph = helper.make_graph(g.nodes, "autotune", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="autotuned models/build.py", producer_version=VERSION)
     model.ir_version = 8
     meta = {"sample_rate": str(sample_rate), "block_size": str(N),
-            "latency_samples": str(c.latency_samples), "name": "autotune-yin-grains", "version": VERSION}
+            "latency_samples": str(c.latency_samples), "name": f"autotune-{detector}-grains", "version": VERSION,
+            "detector": detector_description(c)}
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
+def detector_description(c):
+    if c.layers is None:
+        return "yin: the decimated CMNDF's minimum under an octave cost, voicing from its aperiodicity"
+    sizes = [c.layers[0][0].shape[0]] + [w.shape[1] for w, _ in c.layers]
+    # the last layer's skip is a diagonal: its zeros are not parameters
+    weights = sum(np.count_nonzero(w) + b.size for w, b in c.layers)
+    return (f"learned: an MLP {' -> '.join(map(str, sizes))} with a per-lag skip ({weights} parameters, "
+            f"models/train) over the last "
+            f"{R.DETECTOR_CONTEXT} blocks' decimated CMNDF and level: lag posterior and voicing")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=pathlib.Path, default=HERE)
+    parser.add_argument("--detector", choices=R.DETECTORS, default="learned",
+                        help="the pitch and voicing stage: the trained MLP (default) or YIN's DSP")
     args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     for filename, rate in MODELS.items():
         path = args.out_dir / filename
-        path.write_bytes(build(rate).SerializeToString(deterministic=True))
+        path.write_bytes(build(rate, args.detector).SerializeToString(deterministic=True))
         print(f"wrote {path}")
 
 

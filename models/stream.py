@@ -6,12 +6,14 @@ import onnxruntime as ort
 from reference import BLOCK, scale_from_mask
 
 
-def session(path):
+def session(model):
+    """A session as the daemon configures its own (one thread, no spinning); model: a path or bytes."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
 
 
 def initial_state(sess, voices=1):

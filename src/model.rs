@@ -187,6 +187,8 @@ enum InputRole {
 pub struct Contract {
     pub name: String,
     pub version: String,
+    /// The pitch and voicing stage, as the model's `detector` metadata states it.
+    pub detector: Option<String>,
     pub sample_rate: u32,
     pub latency_samples: usize,
     /// Voices the shapes below are resolved for (the first axis of every tensor).
@@ -224,6 +226,7 @@ impl Contract {
 impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "model        {} {}", self.name, self.version)?;
+        writeln!(f, "detector     {}", self.detector.as_deref().unwrap_or("not stated (no `detector` metadata)"))?;
         writeln!(f, "sample rate  {} Hz, block {BLOCK}, latency {} samples", self.sample_rate, self.latency_samples)?;
         writeln!(f, "inputs")?;
         for (name, shape) in &self.inputs {
@@ -544,5 +547,6 @@ pub fn validate(path: &Path, session: &Session, voices: usize) -> Result<Contrac
     };
     let name = meta.get("name").cloned().unwrap_or_else(|| file_name(path));
     let version = meta.get("version").cloned().unwrap_or_else(|| "unversioned".into());
-    Ok(Contract { name, version, sample_rate, latency_samples, voices, batched, inputs, outputs, slots })
+    let detector = meta.get("detector").cloned();
+    Ok(Contract { name, version, detector, sample_rate, latency_samples, voices, batched, inputs, outputs, slots })
 }

@@ -141,6 +141,7 @@ fn check_model_prints_the_contract() {
         text.contains("history") && text.contains(&latency) && text.contains("formant_preserve, formant_shift"),
         "{text}"
     );
+    assert!(text.contains("detector     learned: an MLP") && text.contains("state pairs  3"), "{text}");
     let run = autotuned(&["check-model", "tests/fixtures/wrong_shape.onnx"]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("audio_buffer"));
