@@ -594,8 +594,8 @@ def detector_description(c):
     # the last layer's skip is a diagonal: its zeros are not parameters
     weights = sum(np.count_nonzero(w) + b.size for w, b in c.layers)
     return (f"learned: an MLP {' -> '.join(map(str, sizes))} with a per-lag skip ({weights} parameters, "
-            f"models/train) over the last "
-            f"{R.DETECTOR_CONTEXT} blocks' decimated CMNDF and level: lag posterior and voicing")
+            f"models/train) over the last {R.DETECTOR_CONTEXT} blocks' decimated CMNDF and level: "
+            "lag posterior and voicing")
 
 
 def main():

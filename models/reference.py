@@ -37,9 +37,10 @@ AUDIO_LIMIT = F(1e4)
 # YIN searches lags on the signal decimated by DEC (DEC_TAPS-tap low-pass at DEC_CUTOFF_HZ), then
 # refines at the full rate over REFINE_LAGS lags centred on DEC times the decimated lag (the inner
 # ones reach DEC either way: a decimated lag one off still leaves the true period in reach, which
-# the learned detector's pick needs at low pitches, where a decimated lag is 26 cents). Every voice's correlation is a matrix product over the decimated
-# block (a Conv cannot take a per-voice kernel), so DEC 8 costs a quarter of DEC 4's; measured on
-# the vibrato and melody voices, the accuracy is the same (p95 2.77 against 2.80 cents).
+# the learned detector's pick needs at low pitches, where a decimated lag is 26 cents). Every
+# voice's correlation is a matrix product over the decimated block (a Conv cannot take a
+# per-voice kernel), so DEC 8 costs a quarter of DEC 4's; measured on the vibrato and melody
+# voices, the accuracy is the same (p95 2.77 against 2.80 cents).
 DEC = 8
 DEC_TAPS = 32
 DEC_CUTOFF_HZ = 2250.0

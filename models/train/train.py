@@ -1,5 +1,5 @@
-"""Trains the learned detector: a small MLP from the last CONTEXT blocks' decimated CMNDF and level
-to a lag posterior and a voicing probability. Offline (`make train`), seeded and deterministic.
+"""Trains the learned detector: a small MLP from the last DETECTOR_CONTEXT blocks' decimated CMNDF and
+level to a lag posterior and a voicing probability. Offline (`make train`), seeded and deterministic.
 
     python3 models/train/train.py            # both rates: weights, report, loss curves
 
@@ -37,10 +37,11 @@ UNVOICED_WEIGHT = 3.0
 EPOCHS = 14
 BATCH = 256
 LEARNING_RATE = 2e-3
-# Held-out: sung vowels 98-440 Hz with vibrato (the issue's measure), in pink noise and in babble.
+# Held-out: sung vowels 98-440 Hz with vibrato, clean and in pink noise, babble and a band.
 HELD_OUT_CLIPS = 40
 HELD_OUT_SNRS = (5.0, 10.0, 20.0)
 GROSS_CENTS = 75.0
+# The first blocks of a stream, whose difference function sees too little history (examples()).
 BLIND_BLOCKS = 2
 # Noise alone (white, pink, brown, hissing bursts) at voice-like levels: all unvoiced.
 NOISE_CLIPS = 60
@@ -261,7 +262,8 @@ def train(rate, log):
     c = R.Constants(rate, detector="yin")
     started = time.time()
     x, truth, share = training_set(rate)
-    log(f"{rate} Hz: {len(x)} training blocks ({len(x) * R.BLOCK / rate / 60:.1f} min) in {time.time() - started:.0f} s")
+    minutes = len(x) * R.BLOCK / rate / 60
+    log(f"{rate} Hz: {len(x)} training blocks ({minutes:.1f} min) in {time.time() - started:.0f} s")
     held = held_out_set(rate)
     rng = np.random.default_rng(SEED)
     mask = np.where(c.lag_cost >= R.OUT_OF_RANGE, -R.DETECTOR_MASK, np.float32(0.0)).astype(np.float32)
