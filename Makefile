@@ -77,7 +77,7 @@ models: pydeps
 	$(PY) models/build.py --detector $(DETECTOR)
 	$(PY) tests/fixtures/build_fixtures.py
 
-# Trains the learned detector (seeded, deterministic; ~10 min on 2 cores): writes
+# Trains the learned detector (seeded, deterministic; ~5 min on 2 cores): writes
 # models/train/detector-*.npz, report.json and loss.png, then rebuilds the models with it.
 traindeps: $(VENV)/.train-installed
 $(VENV)/.train-installed: models/train/requirements.txt $(VENV)/.installed

@@ -83,7 +83,7 @@ fn sighup_swaps_the_model_without_a_gap_and_a_corrupt_one_is_refused() {
     };
     write_config("autotune.onnx");
     let daemon = Daemon::start(&server, Some(&config), &[], &[]);
-    assert!(model_name(&daemon).starts_with("autotune-yin-grains"));
+    assert!(model_name(&daemon).starts_with("autotune-learned-grains"));
 
     let mut client = TestClient::start(&daemon.client, sine(200.0, 1.0, 0.3), 12);
     let mut recorded = Vec::new();

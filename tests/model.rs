@@ -32,7 +32,12 @@ fn the_default_models_offer_the_whole_contract() {
         assert!(contract.latency_samples > 0);
         let (_, lacks) = contract.features();
         assert!(lacks.is_empty(), "{file} lacks {lacks:?}");
-        assert_eq!(contract.slots.state.len(), 2, "history and state pairs");
+        assert_eq!(contract.slots.state.len(), 3, "history, state and detector_state pairs");
+        assert!(
+            contract.detector.as_deref().is_some_and(|d| d.starts_with("learned: ")),
+            "{file}: {:?}",
+            contract.detector
+        );
     }
 }
 

@@ -23,9 +23,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    conditions = train.held_out_audio(RATE, clips=int(args.seconds // 3))
+    conditions = train.held_out_audio(RATE, clips=int(args.seconds // 3), kinds=("pink", "babble"))
     for name, (x, f0) in conditions.items():
-        if name.endswith(" 20 dB") or name.startswith("band"):
+        if name.endswith(" 20 dB"):
             continue
         stem = args.out_dir / name.replace(" ", "_")
         with wave.open(str(stem.with_suffix(".wav")), "wb") as w:

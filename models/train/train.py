@@ -119,17 +119,18 @@ def training_set(rate):
     return [np.concatenate(p) for p in zip(*parts)]
 
 
-def held_out_audio(rate, clips=HELD_OUT_CLIPS):
+def held_out_audio(rate, clips=HELD_OUT_CLIPS, kinds=("pink", "babble", "band")):
     """{condition: (audio, f0 per sample)}: one stream of sung vowels 98-440 Hz with vibrato, phrases
-    and gaps (other seeds, vowels, babble talkers and songs than training), clean and in pink noise,
-    babble and a band at HELD_OUT_SNRS, peaks at -12 dBFS."""
-    noises = {"babble": data.Babble(rate, data.HELD_OUT_BABBLE, data.HELD_OUT_TEXTS),
-              "band": data.Band(rate, SEED + 3)}
+    and gaps (other seeds, vowels, babble talkers and songs than training), clean and under each
+    of `kinds` of noise at HELD_OUT_SNRS, peaks at -12 dBFS."""
+    noises = {"babble": data.Babble(rate, data.HELD_OUT_BABBLE, data.HELD_OUT_TEXTS)}
+    if "band" in kinds:
+        noises["band"] = data.Band(rate, SEED + 3)
     lines = [data.sung(rate, data.rng_for(SEED + 1, rate, clip, "held-out"), 3.0, vowels=data.HELD_OUT_VOWELS,
                        f0_range=(98.0, 440.0)) for clip in range(clips)]
     voice, f0 = (np.concatenate(parts) for parts in zip(*lines))
     sets = {"clean": (data.mix(voice, f0, None, np.inf, data.rng_for(SEED + 2), level_db=-12.0), f0)}
-    for noise in ("pink", "babble", "band"):
+    for noise in kinds:
         for snr in HELD_OUT_SNRS:
             rng = data.rng_for(SEED + 2, rate, noise, int(snr))
             n = data.pink(rng, len(voice)) if noise == "pink" else noises[noise].take(rng, len(voice))
