@@ -177,7 +177,8 @@ class Constants:
         self.lag_cost = np.where((lags < self.tau_min_dec) | (lags > self.lags_dec - 2), OUT_OF_RANGE,
                                  OCTAVE_COST * np.log2(np.maximum(lags, 1.0))).astype(F)
         self.detector = detector
-        self.layers = detector_layers(sample_rate) if detector == "learned" else None
+        self.lag_mask = np.where(self.lag_cost >= OUT_OF_RANGE, -DETECTOR_MASK, F(0.0)).astype(F)
+        self.layers = detector_layers(sample_rate, self.lag_mask) if detector == "learned" else None
         self.detector_state_len = 1 + (DETECTOR_CONTEXT - 1) * (self.lags_dec + 1)
         # The share of the old centre a block keeps.
         self.centre_keep = F(np.exp(-BLOCK / (sample_rate * CENTRE_MS / 1000.0)))
@@ -199,17 +200,15 @@ def decimator(sample_rate):
     return (h / h.sum()).astype(F)
 
 
-def detector_layers(sample_rate):
+def detector_layers(sample_rate, lag_mask):
     """The learned detector's [(weights, bias)] for `sample_rate`, trained by models/train/train.py;
-    the last bias carries the lag mask."""
+    the last bias carries `lag_mask` (the lags YIN prices out)."""
     path = pathlib.Path(__file__).resolve().parent / "train" / f"detector-{int(sample_rate)}.npz"
     with np.load(path) as saved:
         count = len([key for key in saved.files if key.startswith("w")])
         layers = [(saved[f"w{k}"].astype(F), saved[f"b{k}"].astype(F)) for k in range(count)]
-    c = Constants(sample_rate, detector="yin")
-    mask = np.where(c.lag_cost >= OUT_OF_RANGE, -DETECTOR_MASK, F(0.0)).astype(F)
     w, b = layers[-1]
-    layers[-1] = (w, (b + np.concatenate([mask, [F(0.0)]])).astype(F))
+    layers[-1] = (w, (b + np.concatenate([lag_mask, [F(0.0)]])).astype(F))
     return layers
 
 

@@ -62,19 +62,14 @@ def condition(rng, voice, f0, rate, noises):
 
 
 def framed(cmnd, e0):
-    """Network inputs per block, as reference.detector_inputs makes them: [the recent peak level,
-    this block's CMNDF and log level, the DETECTOR_CONTEXT - 1 blocks' before it]; everything
-    before the stream starts is zero, as in the graph's zeroed detector state."""
-    context = R.DETECTOR_CONTEXT
-    level = R.detector_level(e0).astype(np.float32)
-    frame = np.concatenate([cmnd, level[:, None]], axis=1)
-    padded = np.concatenate([np.zeros((context - 1, frame.shape[1]), np.float32), frame])
-    peak = np.zeros(len(level), np.float32)
-    last = np.float32(0.0)
-    for t, value in enumerate(level):
-        last = peak[t] = max(value, last - R.DETECTOR_PEAK_DECAY)
-    older = [padded[context - 1 - k: len(padded) - k] for k in range(context)]
-    return np.concatenate([peak[:, None]] + older, axis=1)
+    """Network inputs per block of a stream, made by reference.detector_inputs from a zeroed
+    detector state, as the graph makes them."""
+    state = np.zeros(1 + (R.DETECTOR_CONTEXT - 1) * (cmnd.shape[1] + 1), np.float32)
+    rows = []
+    for block_cmnd, block_e0 in zip(cmnd, e0):
+        row, state = R.detector_inputs(block_cmnd, block_e0, state)
+        rows.append(row)
+    return np.stack(rows)
 
 
 def level_lanes(c):
@@ -230,11 +225,8 @@ def decide(net, x, c):
 
 
 def yin_decide(x, c):
-    """YIN's pick and voicing ramp on the same inputs (this block's CMNDF and level)."""
-    cmnd = x[:, 1:1 + c.lags_dec]
-    i = np.argmin(cmnd + c.lag_cost[None, :], axis=1)
-    ap = cmnd[np.arange(len(x)), i]
-    return i, np.clip((R.VOICING_AP - ap) / R.VOICING_RAMP + 0.5, 0, 1)
+    """YIN's pick and voicing ramp (reference.yin_pick) on this block's CMNDF in the same inputs."""
+    return (np.array(picks) for picks in zip(*(R.yin_pick(row, c) for row in x[:, 1:1 + c.lags_dec])))
 
 
 def refined(audio, lags):
@@ -267,8 +259,7 @@ def train(rate, log):
     log(f"{rate} Hz: {len(x)} training blocks ({minutes:.1f} min) in {time.time() - started:.0f} s")
     held = held_out_set(rate)
     rng = np.random.default_rng(SEED)
-    mask = np.where(c.lag_cost >= R.OUT_OF_RANGE, -R.DETECTOR_MASK, np.float32(0.0)).astype(np.float32)
-    net = Net(x.shape[1], c.lags_dec, rng, mask)
+    net = Net(x.shape[1], c.lags_dec, rng, c.lag_mask)
     params = net.params()
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
