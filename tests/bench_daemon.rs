@@ -93,7 +93,7 @@ fn measure(voices: usize, env: &[(&str, &str)]) -> Cost {
 
 /// `VOICES=1,8,32` (default 1) measured in turn, `ROUNDS` times (default 1), so that a VM whose
 /// speed drifts is compared within a round; each round prints every count's CPU against the
-/// first one's.
+/// first one's, and at the end each count's median ratio over the rounds.
 #[test]
 #[ignore = "a minute of measurement per voice count; run with `make bench-daemon`"]
 fn daemon_cost() {
@@ -106,11 +106,13 @@ fn daemon_cost() {
         .map(|n| n.trim().parse().expect("VOICES is a comma-separated list of voice counts"))
         .collect();
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let mut ratios = vec![Vec::new(); counts.len()];
     for round in 1..=rounds {
         let mut first_cpu = None;
-        for &voices in &counts {
+        for (&voices, ratios) in counts.iter().zip(&mut ratios) {
             let Cost { cpu_percent: cpu, status, memory: (rss, pss, private, jack) } = measure(voices, &env);
             let base = *first_cpu.get_or_insert(cpu);
+            ratios.push(cpu / base);
             println!(
                 "round {round}, {voices} voices, over {} s: CPU {cpu:.2} % of one core (×{:.2} the first count's); callback median {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} callbacks; RSS {rss:.1} MiB = JACK's shared segment {jack:.1} + the daemon's own {:.1} (PSS {pss:.1}, private {private:.1}); xruns {}",
                 seconds(),
@@ -123,6 +125,17 @@ fn daemon_cost() {
                 number(&status, 3),
             );
         }
+    }
+    for (voices, ratios) in counts.iter().zip(&mut ratios).skip(1) {
+        ratios.sort_by(f64::total_cmp);
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{voices} voices against {}: CPU ×{:.2} (median of {} rounds: {})",
+            counts[0],
+            ratios[ratios.len() / 2],
+            ratios.len(),
+            listed.join(" ")
+        );
     }
 }
 

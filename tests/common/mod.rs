@@ -514,6 +514,12 @@ impl TestClient {
             }
             channels.iter().all(|c| c.len() >= want)
         });
+        // The recorder pushes one channel's period after the other's, so a channel read between
+        // the two pushes is a period ahead; cut every channel to the same frames.
+        let common = channels.iter().map(Vec::len).min().unwrap_or(0);
+        for channel in &mut channels {
+            channel.truncate(common);
+        }
         channels
     }
 
