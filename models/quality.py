@@ -246,15 +246,20 @@ def c_major_check(sess, rate):
     return results
 
 
-def voiced_retention(pitch_in, pitch_out, rate, delay):
-    """Fraction of the input's voiced frames whose delayed output frame is voiced too.
+def voiced_retention(signal, out, rate, delay):
+    """Fraction of the input's voiced frames whose output frame, `delay` samples later, is voiced too.
 
-    pitch_in, pitch_out: Praat's (frame times, f0) of input and output.
+    Praat reads both on the same frame grid: the output advanced by the delay and both cut to the
+    same length. Reading the output on its own grid and interpolating at the delayed times took
+    frames at voicing onsets a fraction of a frame apart, so that the input merely delayed by 140
+    samples kept only 0.978-0.994 of espeak-ng's voiced frames.
     """
-    (t_in, f_in), (t_out, f_out) = pitch_in, pitch_out
-    at = np.interp(t_in + delay / rate, t_out, f_out > 0) > 0.5
-    inside = (f_in > 0) & (t_in + delay / rate < t_out[-1])
-    return float(np.sum(at & inside) / max(np.sum(inside), 1))
+    shift = int(round(delay))
+    length = min(len(signal), len(out) - shift)
+    _, f_in = praat_pitch(signal[:length], rate)
+    _, f_out = praat_pitch(out[shift:shift + length], rate)
+    voiced = f_in > 0
+    return float(np.sum(voiced & (f_out > 0)) / max(np.sum(voiced), 1))
 
 
 def transparency_check(sess, rate, cases=None):
@@ -273,7 +278,7 @@ def transparency_check(sess, rate, cases=None):
             pitch_in, pitch_out = praat_pitch(signal, rate), praat_pitch(out, rate)
             measures.append(transparency.measure(signal, out, rate, delay, pitch_in, pitch_out))
             if group == "speech":
-                retained.append(voiced_retention(pitch_in, pitch_out, rate, delay))
+                retained.append(voiced_retention(signal, out, rate, delay))
                 f = pitch_in[1]
                 medians.append(float(np.median(f[f > 0])))
         weights = [len(s) for s in signals]
