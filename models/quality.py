@@ -286,7 +286,8 @@ def transparency_check(sess, rate, cases=None):
             "lsd_db": float(np.median([m["lsd_db"] for m in measures])),
             "clicks_per_min_in": float(np.average([m["clicks_in"] for m in measures], weights=weights)),
             "clicks_per_min_out": float(np.average([m["clicks_out"] for m in measures], weights=weights)),
-            "seam_flux_vs_input": float(np.mean([m["seam_flux"] for m in measures]))}
+            "seam_flux_vs_input": float(np.mean([m["seam_flux"][0] for m in measures])),
+            "off_seam_flux_vs_input": [float(r) for r in np.mean([m["seam_flux"][1:] for m in measures], axis=0)]}
         if retained:
             rows[group]["voiced_retention"] = retained
             rows[group]["median_f0_hz"] = medians
@@ -294,10 +295,12 @@ def transparency_check(sess, rate, cases=None):
 
 
 def print_transparency(rows):
-    print(f"{'transparency':12} {'LSD dB':>7} {'clicks/min in':>14} {'out':>6} {'seam flux vs in':>16}")
+    print(f"{'transparency':12} {'LSD dB':>7} {'clicks/min in':>14} {'out':>6} {'seam flux vs in':>16} "
+          f"{'off the seams':>14}")
     for group, r in rows.items():
         print(f"{group:12} {r['lsd_db']:7.2f} {r['clicks_per_min_in']:14.1f} {r['clicks_per_min_out']:6.1f} "
-              f"{r['seam_flux_vs_input']:16.3f}")
+              f"{r['seam_flux_vs_input']:16.3f} {min(r['off_seam_flux_vs_input']):6.3f}-"
+              f"{max(r['off_seam_flux_vs_input']):.3f}")
         if "voiced_retention" in r:
             pairs = ", ".join(f"{f:.0f} Hz {k:.3f}" for f, k in zip(r["median_f0_hz"], r["voiced_retention"]))
             print(f"  speech voiced retention: {pairs}")

@@ -38,6 +38,8 @@ CLICK_EDGE = 0.05
 # block boundary between the frame centres is a seam flux.
 FLUX_FRAME = 128
 FLUX_HOP = 32
+# Shifts of the block boundaries, in samples, where the seam measure is read again as a control.
+OFF_SEAM_OFFSETS = tuple(range(64, BLOCK, 64))
 SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog while seven singers hold a long note "
                "and everyone listens to the quiet room.")
 # espeak-ng voices and pitch settings: median f0 72, 92, 178 and 235 Hz (Praat).
@@ -88,26 +90,36 @@ def clicks_per_minute(signal, rate):
     return clicks / ((len(signal) - 2 * edge) / rate) * 60.0
 
 
-def seam_flux_ratio(signal):
-    """Mean spectral flux of frame pairs straddling a block boundary over that of all other pairs."""
+def seam_flux_ratios(signal):
+    """Mean spectral flux of frame pairs straddling a block boundary over that of all other pairs,
+    first at the real boundaries, then at every OFF_SEAM_OFFSETS shift of them.
+
+    Nothing happens at the shifted boundaries, so their spread is what the measure reads on this
+    audio with no block structure at all: its resolution.
+    """
     x = signal.astype(np.float64)
     window = np.hanning(FLUX_FRAME)
     starts = np.arange(0, len(x) - FLUX_FRAME, FLUX_HOP)
     mags = np.abs(np.fft.rfft(np.stack([x[s:s + FLUX_FRAME] * window for s in starts]), axis=1))
     flux = np.sum(np.diff(mags, axis=0) ** 2, axis=1)
     centres = starts + FLUX_FRAME // 2
-    seam = (centres[:-1] // BLOCK) != (centres[1:] // BLOCK)
-    return float(flux[seam].mean() / flux[~seam].mean())
+    ratios = []
+    for offset in (0,) + OFF_SEAM_OFFSETS:
+        block = (centres - offset) // BLOCK
+        seam = block[:-1] != block[1:]
+        ratios.append(float(flux[seam].mean() / flux[~seam].mean()))
+    return np.array(ratios)
 
 
 def measure(inp, out, rate, delay, pitch_in, pitch_out):
-    """Envelope distance, clicks per minute in and out, and seam flux ratio out/in for one signal.
+    """Envelope distance, clicks per minute in and out, and seam flux ratios out/in for one signal
+    (at the block boundaries, then off them: seam_flux_ratios).
 
     inp is as long as out; pitch_in, pitch_out: Praat's (frame times, f0) of each.
     """
     return {"lsd_db": envelope_distance(inp, out, rate, delay, pitch_in, pitch_out),
             "clicks_in": clicks_per_minute(inp, rate), "clicks_out": clicks_per_minute(out, rate),
-            "seam_flux": seam_flux_ratio(out) / seam_flux_ratio(inp)}
+            "seam_flux": seam_flux_ratios(out) / seam_flux_ratios(inp)}
 
 
 def main():
