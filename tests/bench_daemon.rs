@@ -128,11 +128,12 @@ fn daemon_cost() {
     }
     for (voices, ratios) in counts.iter().zip(&mut ratios).skip(1) {
         ratios.sort_by(f64::total_cmp);
+        let middle = ratios.len() / 2;
+        let median = if ratios.len() % 2 == 1 { ratios[middle] } else { (ratios[middle - 1] + ratios[middle]) / 2.0 };
         let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{voices} voices against {}: CPU ×{:.2} (median of {} rounds: {})",
+            "{voices} voices against {}: CPU ×{median:.2} (median of {} rounds: {})",
             counts[0],
-            ratios[ratios.len() / 2],
             ratios.len(),
             listed.join(" ")
         );
