@@ -46,15 +46,19 @@ SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog while seven singers 
 SPEECH_VOICES = (("en-us", 10), ("en-gb", 40), ("en-us+f2", 40), ("en-us+f4", 75))
 
 
-def speech(voice, pitch, rate):
-    """espeak-ng's rendering of SPEECH_TEXT, resampled (band-limited, by FFT) to `rate`."""
+def espeak_ng(voice, pitch, words_per_minute, text):
+    """espeak-ng's rendering of `text` (Debian's espeak-ng): samples in [-1, 1] and their rate."""
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", "150", "-w", str(path), SPEECH_TEXT],
-                       check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(words_per_minute), "-w", str(path),
+                        text], check=True, capture_output=True)
         with wave.open(str(path)) as w:
-            source_rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64) / 32768.0
+            return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64) / 32768.0, w.getframerate()
+
+
+def speech(voice, pitch, rate):
+    """espeak-ng's rendering of SPEECH_TEXT, resampled (band-limited, by FFT) to `rate`."""
+    x, source_rate = espeak_ng(voice, pitch, 150, SPEECH_TEXT)
     spectrum = np.fft.rfft(x)
     length = int(round(len(x) * rate / source_rate))
     resized = np.zeros(length // 2 + 1, complex)

@@ -16,12 +16,17 @@ BASE_NOTES_HZ = (82.41, 110.0, 196.0, 329.63, 523.25)
 DETUNES_CENTS = (-70, -40, -20, 20, 40, 70)
 
 
-def formant_gain(freq, vowel):
-    """Magnitude response of the vowel's cascade of two-pole resonators at freq (Hz)."""
+def resonator_gain(freq, resonances):
+    """Magnitude response at freq (Hz) of a cascade of two-pole resonators, (centre, bandwidth) Hz."""
     gain = np.ones_like(freq)
-    for centre, bandwidth in VOWELS[vowel]:
+    for centre, bandwidth in resonances:
         gain = gain * centre**2 / np.sqrt((centre**2 - freq**2) ** 2 + (bandwidth * freq) ** 2)
     return gain
+
+
+def formant_gain(freq, vowel):
+    """Magnitude response of the vowel's formant resonators at freq (Hz)."""
+    return resonator_gain(freq, VOWELS[vowel])
 
 
 def render(f0, sample_rate, vowel="a", seed=0, level_db=-12.0, max_harmonic_hz=8000.0):

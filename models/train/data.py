@@ -24,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import reference as R  # noqa: E402
+import transparency  # noqa: E402
+import voices  # noqa: E402
 
 # Formants (Hz) of the vowels voices are sung on; the held-out set sings the last two only.
 VOWEL_FORMANTS = {
@@ -82,13 +84,6 @@ def smooth_noise(rng, n, rate, cutoff_hz):
     return w / (np.std(w) + 1e-12)
 
 
-def formant_gain(freq, formants, bandwidths):
-    gain = np.ones_like(freq)
-    for centre, bandwidth in zip(formants, bandwidths):
-        gain = gain * centre**2 / np.sqrt((centre**2 - freq**2) ** 2 + (bandwidth * freq) ** 2)
-    return gain
-
-
 def sung(rate, rng, seconds, vowels=TRAIN_VOWELS, max_harmonic_hz=8000.0, f0_range=SUNG_RANGE):
     """(audio, f0 per sample; 0 = unvoiced) of a sung line: phrases of notes with scoops, vibrato,
     jitter and shimmer, breath throughout, silent gaps between phrases."""
@@ -137,7 +132,7 @@ def sung(rate, rng, seconds, vowels=TRAIN_VOWELS, max_harmonic_hz=8000.0, f0_ran
         freq = k * safe_f0
         if np.all(freq >= max_harmonic_hz):
             break
-        amp = np.where(voiced & (freq < max_harmonic_hz), formant_gain(freq, formants, bandwidths) / k**tilt, 0.0)
+        amp = np.where(voiced & (freq < max_harmonic_hz), voices.resonator_gain(freq, zip(formants, bandwidths)) / k**tilt, 0.0)
         out += amp * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
     shimmer = 1 + rng.uniform(0.02, 0.12) * smooth_noise(rng, n, rate, 30.0)
     edges = np.convolve(voiced.astype(float), np.hanning(int(0.02 * rate)), "same")
@@ -153,13 +148,7 @@ def espeak(talker, text, rate, pitch=50):
     """espeak-ng's rendering, resampled to `rate` by Praat; a parselmouth Sound."""
     import parselmouth
     language, variant = talker
-    with tempfile.TemporaryDirectory() as tmp:
-        path = pathlib.Path(tmp) / "s.wav"
-        subprocess.run(["espeak-ng", "-v", f"{language}+{variant}", "-p", str(pitch), "-s", "155", "-w", str(path),
-                        text], check=True, capture_output=True)
-        with wave.open(str(path)) as w:
-            source_rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64) / 32768.0
+    x, source_rate = transparency.espeak_ng(f"{language}+{variant}", pitch, 155, text)
     return parselmouth.Sound(x, sampling_frequency=source_rate).resample(rate, 50)
 
 
