@@ -189,6 +189,24 @@ def test_voiced_retention_of_a_mere_delay_is_one():
         assert quality.voiced_retention(speech, delayed, rate, delay) == 1.0
 
 
+def test_voiced_retention_within_tolerance_forgives_a_wandering_delay_but_not_gaps():
+    """Speech delayed by an amount wandering over 300 samples loses voicing onsets by the strict
+    reading (0.986 of the 92 Hz voice's frames), none within the tolerance; 10 ms gaps every
+    quarter second are lost by both readings."""
+    rate = 48000
+    speech = transparency.speech(*transparency.SPEECH_VOICES[1], rate)
+    t = np.arange(len(speech))
+    wandering = 100 + 150 * (1 + np.sin(2 * np.pi * t / (5 * rate)))
+    delayed = np.interp(t - wandering, t, speech, left=0).astype(np.float32)
+    delay = quality.measured_delay(speech, delayed, rate)
+    assert quality.voiced_retention(speech, delayed, rate, delay) < 0.99
+    assert quality.voiced_retention(speech, delayed, rate, delay, quality.RETENTION_TOLERANCE) == 1.0
+    gapped = delayed.copy()
+    for start in range(rate // 4, len(gapped), rate // 4):
+        gapped[start:start + rate // 100] = 0.0
+    assert quality.voiced_retention(speech, gapped, rate, delay, quality.RETENTION_TOLERANCE) < 0.98
+
+
 @pytest.mark.parametrize("rate", RATES)
 def test_any_finite_input_gives_finite_output(rate):
     """Huge but finite samples (a broken upstream plug-in) must not overflow the graph's sums."""

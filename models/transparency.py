@@ -134,7 +134,7 @@ def main():
     parser.add_argument("--rate", type=int, choices=[44100, 48000], default=44100)
     args = parser.parse_args()
     sess = stream.session(quality.MODEL_FOR_RATE[args.rate])
-    quality.print_transparency(quality.transparency_check(sess, args.rate))
+    quality.print_transparency(quality.transparency_check(lambda signal: stream.run(sess, signal)[0], args.rate))
 
 
 if __name__ == "__main__":
