@@ -14,17 +14,22 @@ CONFIG ?= config/autotuned.toml
 # Private server `make run` starts when no JACK/PipeWire server answers.
 DEV_SERVER := autotuned-$(shell id -u)
 
-.PHONY: run test jack-stale deps apt ort pydeps traindeps build models train quality demo docs bench bench-daemon bench-detector malloc-count fmt lint soak fuzz install-user install-config clean
+.PHONY: run test jack-stale deps apt ort pydeps traindeps build models train quality compare demo docs bench bench-daemon bench-detector malloc-count fmt lint soak fuzz install-user install-config clean
 
 deps: apt ort
 
-# System packages, installed only when missing.
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs those of the Debian packages $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+# System packages, installed only when missing.
+apt:
+	$(call apt_install,$(APT_PACKAGES))
 
 # ONNX Runtime from the PyPI wheel, into ./.ort (the daemon looks there).
 ort: $(ORT_LIB)
@@ -87,17 +92,23 @@ $(VENV)/.train-installed: models/train/requirements.txt $(VENV)/.installed
 # What the trainer renders its noises with (espeak-ng is in APT_PACKAGES).
 TRAIN_APT_PACKAGES := fluidsynth timgm6mb-soundfont
 train: apt traindeps
-	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(TRAIN_APT_PACKAGES))
 	OPENBLAS_NUM_THREADS=2 $(PY) models/train/train.py
 	$(MAKE) models
 
 # The model quality benchmark (Praat-measured cents error, delay, seams, ORT time).
 quality: pydeps
 	$(PY) models/quality.py
+
+# autotuned beside x42-fat1 and Autotalent (Debian's builds, run offline) on the quality
+# benchmark's voices and speech, both rates (models/compare.py). Debian's Autotalent needs glibc's
+# old `__*_finite` functions, which target/libm_finite.so provides to it alone.
+COMPARE_APT_PACKAGES := x42-plugins autotalent lv2file ladspa-sdk
+compare: apt pydeps target/libm_finite.so
+	$(call apt_install,$(COMPARE_APT_PACKAGES))
+	LIBM_FINITE=$(CURDIR)/target/libm_finite.so $(PY) models/compare.py
+target/libm_finite.so: models/libm_finite.c
+	mkdir -p target && cc -O2 -shared -fPIC -o $@ $< -lm
 
 # The demo phrase (the repo's synthetic singer, 8 s) before and after, and the pitch picture
 # the README shows: demo/before.wav, demo/after.wav, demo/pitch.png.
