@@ -181,7 +181,8 @@ def test_unvoiced_noise_is_not_pitch_shifted_or_combed(rate):
 
 def test_voiced_retention_of_a_mere_delay_is_one():
     """The benchmark's voiced retention gives speech that is only delayed every voiced frame back
-    (reading the output on its own frame grid gave the 92 Hz voice 140 samples late 0.988)."""
+    (reading the output on its own frame grid gave the one-sentence set's 92 Hz voice, 140
+    samples late, 0.988)."""
     rate = 44100
     speech = transparency.speech(*transparency.SPEECH_VOICES[1], rate)
     for delay in (60, 140, 300):
@@ -190,16 +191,16 @@ def test_voiced_retention_of_a_mere_delay_is_one():
 
 
 def test_voiced_retention_within_tolerance_forgives_a_wandering_delay_but_not_gaps():
-    """Speech delayed by an amount wandering over 300 samples loses voicing onsets by the strict
-    reading (0.986 of the 92 Hz voice's frames), none within the tolerance; 10 ms gaps every
+    """Speech delayed by an amount wandering over 200 samples (4 ms) loses voicing onsets by the
+    strict reading (0.993 of the 91 Hz voice's frames), none within the tolerance; 10 ms gaps every
     quarter second are lost by both readings."""
     rate = 48000
     speech = transparency.speech(*transparency.SPEECH_VOICES[1], rate)
     t = np.arange(len(speech))
-    wandering = 100 + 150 * (1 + np.sin(2 * np.pi * t / (5 * rate)))
+    wandering = 100 + 100 * (1 + np.sin(2 * np.pi * t / (5 * rate)))
     delayed = np.interp(t - wandering, t, speech, left=0).astype(np.float32)
     delay = quality.measured_delay(speech, delayed, rate)
-    assert quality.voiced_retention(speech, delayed, rate, delay) < 0.99
+    assert quality.voiced_retention(speech, delayed, rate, delay) < 0.995
     assert quality.voiced_retention(speech, delayed, rate, delay, quality.RETENTION_TOLERANCE) == 1.0
     gapped = delayed.copy()
     for start in range(rate // 4, len(gapped), rate // 4):

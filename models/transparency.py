@@ -40,9 +40,17 @@ FLUX_FRAME = 128
 FLUX_HOP = 32
 # Shifts of the block boundaries, in samples, where the seam measure is read again as a control.
 OFF_SEAM_OFFSETS = tuple(range(64, BLOCK, 64))
-SPEECH_TEXT = ("The quick brown fox jumps over the lazy dog while seven singers hold a long note "
-               "and everyone listens to the quiet room.")
-# espeak-ng voices and pitch settings: median f0 72, 92, 178 and 235 Hz (Praat).
+# Four sentences, ~26 s a voice and 1700-2000 voiced frames: with the first alone (~600 frames),
+# a voice's voiced retention moved by a few frames, ±0.005-0.01, with any change to where grains
+# fall, more than a 0.99 bound leaves. None is in the detector's training or held-out texts.
+SPEECH_TEXT = " ".join((
+    "The quick brown fox jumps over the lazy dog while seven singers hold a long note "
+    "and everyone listens to the quiet room.",
+    "Yesterday my neighbour painted his fence bright yellow, and now the whole street argues about it.",
+    "How many hours does the night train need to cross the mountains when the snow is deep?",
+    "Our engineer measured every voice twice, wrote down the numbers, and went home very late.",
+))
+# espeak-ng voices and pitch settings: median f0 71, 91, 176 and 233 Hz (Praat).
 SPEECH_VOICES = (("en-us", 10), ("en-gb", 40), ("en-us+f2", 40), ("en-us+f4", 75))
 
 
