@@ -251,7 +251,7 @@ def c_major_check(sess, rate):
 # the strict reading at 48 kHz (over 300 samples, 0.991). The tolerant reading counts an input
 # frame kept when the output is voiced there at the measured delay or at any of RETENTION_SHIFTS
 # x RETENTION_TOLERANCE seconds from it, which gives the 200-sample wander 1.000 (the 300-sample
-# one, which passes the tolerance, 0.998) and still loses 10 ms gaps.
+# one, which strays past the tolerance, 0.998) and still loses 10 ms gaps.
 RETENTION_TOLERANCE = 0.0025
 RETENTION_SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
