@@ -129,7 +129,7 @@ def compare(rate, names):
 
 def print_report(r):
     print(f"\n== {r['rate']} Hz ==")
-    print(f"{'':13} {'median c':>8} {'p95 c':>6} {'kept':>5} {'delay':>10} {'LSD vowels':>10} {'melodies':>8} "
+    print(f"{'':13} {'median c':>8} {'p95 c':>6} {'kept':>5} {'delay':>10} {'LSD vowels':>10} {'pulse':>6} {'melodies':>8} "
           f"{'speech':>6} {'clicks/min':>10} {'speech kept':>24}")
     for name, p in r["processors"].items():
         a, t = p["auto"], p["transparency"]
@@ -137,7 +137,7 @@ def print_report(r):
         kept = " ".join(f"{k:.3f}" for k in t["speech"]["voiced_retention_within_tolerance"])
         print(f"{name:13} {a['median_cents']:8.2f} {a['p95_cents']:6.2f} {a['voiced_retention']:5.3f} "
               f"{a['delay_mean']:4.0f}/{a['delay_worst']:<5.0f} {t['vowels']['lsd_db']:10.2f} "
-              f"{t['melodies']['lsd_db']:8.2f} {t['speech']['lsd_db']:6.2f} {clicks:>10} {kept:>24}")
+              f"{t['pulse vowels']['lsd_db']:6.2f} {t['melodies']['lsd_db']:8.2f} {t['speech']['lsd_db']:6.2f} {clicks:>10} {kept:>24}")
     print(f"(delay: mean/worst samples; clicks: vowels/melodies, the input has 0; speech kept: voiced "
           f"retention within {quality.RETENTION_TOLERANCE * 1000:g} ms per espeak-ng voice, lowest pitch first; "
           f"strict below)")

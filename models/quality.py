@@ -50,9 +50,9 @@ def praat_pitch(signal, rate, floor=60.0):
 class Case:
     """A test voice: its samples, true f0 track, and the notes it is meant to land on."""
 
-    def __init__(self, name, f0, rate, seed, vowel, with_shimmer=True):
-        self.name, self.f0, self.rate = name, f0, rate
-        self.signal = voices.render(f0, rate, vowel=vowel, seed=seed)
+    def __init__(self, name, f0, rate, seed, vowel, with_shimmer=True, pulse=False):
+        self.name, self.f0, self.rate, self.seed, self.vowel, self.pulse = name, f0, rate, seed, vowel, pulse
+        self.signal = voices.render(f0, rate, vowel=vowel, seed=seed, pulse=pulse)
         if with_shimmer:
             # Slow random amplitude shimmer: a real voice's, and what the delay is measured on.
             rng = np.random.default_rng(seed + 1000)
@@ -83,6 +83,27 @@ def test_set(rate):
         c.base_hz, c.segments = None, [(i * per, (i + 1) * per, sung[i]) for i in range(5)]
         cases.append(c)
     return cases
+
+
+def pulse_like(case):
+    """The case sung with a glottal pulse every cycle instead of random harmonic phases."""
+    twin = Case(case.name, case.f0, case.rate, case.seed, case.vowel, pulse=True)
+    twin.base_hz, twin.segments = case.base_hz, case.segments
+    return twin
+
+
+def ideal_correction(case):
+    """What a perfect chromatic corrector makes of the case: the same voice, vowel, shimmer and
+    noise, every note at the nearest semitone from its first sample, glides as sung. Its distance
+    from the input is the envelope measure's own floor."""
+    snapped = [hz_of(np.round(note_of(sung))) for _, _, sung in case.segments]
+    if len(snapped) == 1:
+        f0 = np.full(len(case.f0), snapped[0])
+    else:
+        start, end, _ = case.segments[0]
+        f0 = voices.melody(snapped, (end - start) / case.rate, case.rate)
+        f0 = np.pad(f0[:len(case.f0)], (0, max(len(case.f0) - len(f0), 0)), mode="edge")
+    return Case(case.name, f0, case.rate, case.seed, case.vowel, pulse=case.pulse).signal
 
 
 def frame_errors(case, output, target_of, delay_samples, strength=1.0):
@@ -280,21 +301,32 @@ def voiced_retention(signal, out, rate, delay, tolerance=0.0):
 def transparency_check(process, rate, cases=None, max_lag=1500):
     """Envelope distance, clicks and seams of auto-mode correction on vowels, melodies and speech.
 
+    The vowels are measured twice: with the benchmark's random harmonic phases and pulse-like
+    (pulse_like()). For the synthetic voices each group also has the envelope distance of an ideal
+    correction (ideal_correction()), the measure's floor.
+
     process(signal) is the corrected signal, no longer than it; max_lag bounds its delay.
     """
     cases = cases or test_set(rate)
-    groups = {"vowels": [c.signal for c in cases if c.base_hz is not None],
-              "melodies": [c.signal for c in cases if c.base_hz is None],
+    vowels = [c for c in cases if c.base_hz is not None]
+    groups = {"vowels": vowels,
+              "pulse vowels": [pulse_like(c) for c in vowels],
+              "melodies": [c for c in cases if c.base_hz is None],
               "speech": [transparency.speech(voice, pitch, rate) for voice, pitch in transparency.SPEECH_VOICES]}
     rows = {}
-    for group, signals in groups.items():
-        measures, retained, retained_within, medians = [], [], [], []
-        for signal in signals:
+    for group, members in groups.items():
+        measures, retained, retained_within, medians, floors = [], [], [], [], []
+        signals = [m.signal if isinstance(m, Case) else m for m in members]
+        for member, signal in zip(members, signals):
             out = process(signal)
             signal = signal[:len(out)]
             delay = measured_delay(signal, out, rate, max_lag)
             pitch_in, pitch_out = praat_pitch(signal, rate), praat_pitch(out, rate)
             measures.append(transparency.measure(signal, out, rate, delay, pitch_in, pitch_out))
+            if isinstance(member, Case):
+                ideal = ideal_correction(member)[:len(signal)]
+                floors.append(transparency.envelope_distance(signal, ideal, rate, 0, pitch_in,
+                                                             praat_pitch(ideal, rate)))
             if group == "speech":
                 retained.append(voiced_retention(signal, out, rate, delay))
                 retained_within.append(voiced_retention(signal, out, rate, delay, RETENTION_TOLERANCE))
@@ -307,6 +339,8 @@ def transparency_check(process, rate, cases=None, max_lag=1500):
             "clicks_per_min_out": float(np.average([m["clicks_out"] for m in measures], weights=weights)),
             "seam_flux_vs_input": float(np.mean([m["seam_flux"][0] for m in measures])),
             "off_seam_flux_vs_input": [float(r) for r in np.mean([m["seam_flux"][1:] for m in measures], axis=0)]}
+        if floors:
+            rows[group]["ideal_lsd_db"] = float(np.median(floors))
         if retained:
             rows[group]["voiced_retention"] = retained
             rows[group]["voiced_retention_within_tolerance"] = retained_within
@@ -315,10 +349,11 @@ def transparency_check(process, rate, cases=None, max_lag=1500):
 
 
 def print_transparency(rows):
-    print(f"{'transparency':12} {'LSD dB':>7} {'clicks/min in':>14} {'out':>6} {'seam flux vs in':>16} "
+    print(f"{'transparency':12} {'LSD dB':>7} {'ideal':>6} {'clicks/min in':>14} {'out':>6} {'seam flux vs in':>16} "
           f"{'off the seams':>14}")
     for group, r in rows.items():
-        print(f"{group:12} {r['lsd_db']:7.2f} {r['clicks_per_min_in']:14.1f} {r['clicks_per_min_out']:6.1f} "
+        ideal = f"{r['ideal_lsd_db']:6.2f}" if "ideal_lsd_db" in r else f"{'-':>6}"
+        print(f"{group:12} {r['lsd_db']:7.2f} {ideal} {r['clicks_per_min_in']:14.1f} {r['clicks_per_min_out']:6.1f} "
               f"{r['seam_flux_vs_input']:16.3f} {min(r['off_seam_flux_vs_input']):6.3f}-"
               f"{max(r['off_seam_flux_vs_input']):.3f}")
         if "voiced_retention" in r:

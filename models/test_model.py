@@ -208,6 +208,38 @@ def test_voiced_retention_within_tolerance_forgives_a_wandering_delay_but_not_ga
     assert quality.voiced_retention(speech, gapped, rate, delay, quality.RETENTION_TOLERANCE) < 0.98
 
 
+def test_a_pulse_like_voice_has_the_random_phase_voices_harmonics_and_a_peak_each_cycle():
+    """Only the harmonics' phases differ: level-matched magnitudes within 0.5 dB at every harmonic
+    below 3 kHz (above, the -75 dB noise floor), and the pulse-like voice's crest factor above the
+    random-phase one's (2.32 against 1.98)."""
+    rate, f0 = 44100, 110.0
+    track = voices.steady(f0, 1.0, rate)
+    spectra, crests = [], []
+    for pulse in (False, True):
+        x = voices.render(track, rate, vowel="a", seed=3, pulse=pulse).astype(np.float64)
+        spectra.append(np.abs(np.fft.rfft(x * np.hanning(len(x)))))
+        crests.append(np.max(np.abs(x)) / np.sqrt(np.mean(x**2)))
+    bins = np.rint(f0 * np.arange(1, int(3000 / f0)) * len(track) / rate).astype(int)
+    difference = 20 * np.log10(spectra[1][bins] / spectra[0][bins])
+    assert np.max(np.abs(difference - np.median(difference))) < 0.5
+    assert crests[1] > 1.1 * crests[0]
+
+
+def test_an_ideal_correction_is_near_the_envelope_measures_floor():
+    """The same vowel at the corrected pitch scores well under the 0.8 dB bound, whatever its
+    phases; another vowel at that pitch does not, so the measure sees formants."""
+    rate = 44100
+    case = next(c for c in quality.test_set(rate) if c.name == "110Hz+40c")
+    for voice in (case, quality.pulse_like(case)):
+        ideal = quality.ideal_correction(voice)
+        other = quality.Case("other", np.full(len(case.f0), 110.0), rate, voice.seed, "o" if voice.vowel != "o"
+                             else "a", pulse=voice.pulse).signal
+        pitch_in = quality.praat_pitch(voice.signal, rate)
+        distances = [transparency.envelope_distance(voice.signal, out, rate, 0, pitch_in, quality.praat_pitch(out, rate))
+                     for out in (ideal, other)]
+        assert distances[0] < 0.6 < 2.0 < distances[1]
+
+
 @pytest.mark.parametrize("rate", RATES)
 def test_any_finite_input_gives_finite_output(rate):
     """Huge but finite samples (a broken upstream plug-in) must not overflow the graph's sums."""

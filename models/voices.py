@@ -29,8 +29,18 @@ def formant_gain(freq, vowel):
     return resonator_gain(freq, VOWELS[vowel])
 
 
-def render(f0, sample_rate, vowel="a", seed=0, level_db=-12.0, max_harmonic_hz=8000.0):
-    """Render a voice following the per-sample f0 track (Hz, 0 = silence)."""
+def formant_phase(freq, vowel):
+    """Phase response (radians) of the vowel's formant resonators at freq (Hz)."""
+    return -sum(np.arctan2(bandwidth * freq, centre**2 - freq**2) for centre, bandwidth in VOWELS[vowel])
+
+
+def render(f0, sample_rate, vowel="a", seed=0, level_db=-12.0, max_harmonic_hz=8000.0, pulse=False):
+    """Render a voice following the per-sample f0 track (Hz, 0 = silence).
+
+    The harmonics' phases are random (seeded), or with `pulse` those of a pulse train through the
+    resonators: every cycle a glottal pulse and its ringing, as a real voice has, and where in the
+    cycle a grain is centred changes its spectrum between the harmonics.
+    """
     rng = np.random.default_rng(seed)
     f0 = np.asarray(f0, np.float64)
     phase = 2 * np.pi * np.cumsum(f0) / sample_rate
@@ -40,7 +50,10 @@ def render(f0, sample_rate, vowel="a", seed=0, level_db=-12.0, max_harmonic_hz=8
     for k in range(1, top + 1):
         freq = k * voiced_f0
         amp = np.where((f0 > 0) & (freq < max_harmonic_hz), formant_gain(freq, vowel) / k**2, 0.0)
-        out += amp * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+        offset = rng.uniform(0, 2 * np.pi)
+        if pulse:
+            offset = np.pi / 2 + formant_phase(freq, vowel)
+        out += amp * np.sin(k * phase + offset)
     # A short fade at every voicing edge, as a singer's onset is never a step.
     env = np.convolve((f0 > 0).astype(np.float64), np.hanning(int(0.01 * sample_rate)), "same")
     out *= np.clip(env / env.max(), 0, 1) if env.max() > 0 else 0
