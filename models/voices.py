@@ -50,6 +50,7 @@ def render(f0, sample_rate, vowel="a", seed=0, level_db=-12.0, max_harmonic_hz=8
     for k in range(1, top + 1):
         freq = k * voiced_f0
         amp = np.where((f0 > 0) & (freq < max_harmonic_hz), formant_gain(freq, vowel) / k**2, 0.0)
+        # drawn either way, so a pulse-like voice has its random-phase twin's noise
         offset = rng.uniform(0, 2 * np.pi)
         if pulse:
             offset = np.pi / 2 + formant_phase(freq, vowel)
