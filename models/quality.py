@@ -30,6 +30,7 @@ FORMANT_VOICES_HZ = (82.41, 110.0, 196.0, 329.63)
 TRANSPOSES = (5.0, -7.0, 12.0)
 FRAME = 0.01
 VIBRATO_CENTS = 20.0
+MELODY_NOTE_SECONDS = 0.6
 
 
 def note_of(freq, tuning=440.0):
@@ -76,10 +77,10 @@ def test_set(rate):
     for m in range(4):
         notes = 45 + rng.integers(0, 24, 5)
         sung = hz_of(notes + rng.uniform(-40, 40, 5))
-        f0 = voices.melody(sung, 0.6, rate)
+        f0 = voices.melody(sung, MELODY_NOTE_SECONDS, rate)
         seed += 1
         c = Case(f"melody{m}", f0, rate, seed, "aeo"[m % 3])
-        per = int(0.6 * rate)
+        per = int(MELODY_NOTE_SECONDS * rate)
         c.base_hz, c.segments = None, [(i * per, (i + 1) * per, sung[i]) for i in range(5)]
         cases.append(c)
     return cases
@@ -100,9 +101,7 @@ def ideal_correction(case):
     if len(snapped) == 1:
         f0 = np.full(len(case.f0), snapped[0])
     else:
-        start, end, _ = case.segments[0]
-        f0 = voices.melody(snapped, (end - start) / case.rate, case.rate)
-        f0 = np.pad(f0[:len(case.f0)], (0, max(len(case.f0) - len(f0), 0)), mode="edge")
+        f0 = voices.melody(snapped, MELODY_NOTE_SECONDS, case.rate)
     return Case(case.name, f0, case.rate, case.seed, case.vowel, pulse=case.pulse).signal
 
 
