@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.2.0"
+VERSION = "3.3.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -425,9 +425,9 @@ def build(sample_rate, detector="learned"):
         "one": [one, {}, {}, {}],
     }
     coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
-    # Every exponential of the synthesis, as one MatMul of [exponent, log rate period, shift, 1]
-    # (the formant rate's share of the exponent is this block's): row name -> coefficients, and
-    # the bounds each row is clipped to.
+    # Every exponential of the synthesis, as one MatMul of [exponent, log rate period, shift, 1,
+    # a high voice's grain stretch] (the formant rate's share of the exponent is this block's):
+    # row name -> coefficients (a missing last one is 0), and the bounds each row is clipped to.
     resample, keep_share = total("resample"), plus(one, minus("resample"))
     exps = {
         "rho": ([one, {}, {}, {}], 0.0, BIG),
@@ -435,13 +435,14 @@ def build(sample_rate, detector="learned"):
         "gamma": ([resample, {}, one, {}], 0.0, BIG),
         "gamma_out": ([plus(resample, {"1": -1.0}), one, one, {}], 0.0, BIG),
         "out_period": ([{"1": -1.0}, one, {}, {}], float(R.MIN_OUT_PERIOD), BIG),
-        "span": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN)}], *span_bounds),
-        "span_reach": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN + R.REACH_LN)}],
+        "span": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN)}, one], *span_bounds),
+        "span_reach": ([keep_share, {}, {"1": -1.0}, {"1": float(R.SPAN_UNIT_LN + R.REACH_LN)}, one],
                        *(float(F(bound) * R.REACH) for bound in span_bounds)),
         "period": ([{}, one, {}, {}], 0.0, BIG),
         "inv_period": ([{}, {"1": -1.0}, {}, {}], 0.0, BIG),
     }
-    mix = [entry for row, _, _ in exps.values() for entry in row]
+    mix_inputs = 5
+    mix = [entry for row, _, _ in exps.values() for entry in row + [{}] * (mix_inputs - len(row))]
     coef, scalars, mix_ab, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
         # the running sums' starts (rate, grain phase, read position), the glide's scale and 0/1
@@ -466,8 +467,8 @@ def build(sample_rate, detector="learned"):
     # Per-sample work is laid out [V, rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
     basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
-    log_rate_a, glide_arg, sv, delay_base, mixed_rows = g.split(
-        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 4 + [3])
+    log_rate_a, glide_arg, sv, delay_base, log_rate_period, shift_and_one = g.split(
+        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 5 + [2])
 
     # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
     glide_term = g.Mul(g.Exp(glide_arg), glide_scale)
@@ -477,7 +478,10 @@ def build(sample_rate, detector="learned"):
     # 5. grains: every exponential at once, clipped per row
     floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
-    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), 4)), g.Concat(exponent, mixed_rows, axis=1))
+    stretch_arg = g.Clip(g.Sub(g.f(float(c.ln_half_grain_min)), log_rate_period),
+                         zero, g.f(float(np.log(R.MAX_STRETCH))))
+    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), mix_inputs)),
+                     g.Concat(exponent, log_rate_period, shift_and_one, stretch_arg, axis=1))
     exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))
     steps, gamma_out, out_period, span, span_reach, period, inv_period = g.split(
         exponentials, [3, 1, 1, 1, 1, 1, 1])

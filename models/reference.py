@@ -114,6 +114,12 @@ MIN_OUT_PERIOD = F(36.0)
 GRAINS = 15
 HEADS = 4
 MIN_SPAN = F(0.6)
+# A voice whose period is under HALF_GRAIN_MIN_MS has its spans stretched towards it, by at most
+# MAX_STRETCH: two periods of a voice above ~245 Hz are too short a window to resolve its
+# harmonics, so the spectrum between them, where a correction reads it, depends on their phases
+# (the model card's transparency figures; longer caps and floors measured worse there).
+HALF_GRAIN_MIN_MS = 4.08
+MAX_STRETCH = F(1.6)
 # Extra room, as a fraction of the grain's reach, for a formant rate that rises during a grain.
 REACH_MARGIN = F(1.25)
 # A grain's window is sin^2 over x = 0..pi (two spans), written as u^2 (u + WINDOW_C) with
@@ -163,6 +169,7 @@ class Constants:
         self.tau_max = int(round(sample_rate / 69.0))
         # The period assumed before any voice was heard (the spacing of unvoiced grains).
         self.default_period = F(round(sample_rate / 200.0))
+        self.ln_half_grain_min = F(np.log(HALF_GRAIN_MIN_MS * 1e-3 * sample_rate))
         # A grain's delay wraps within [DMIN, DMIN + P): half the voice's period past DMIN on
         # average, so the latency reported is that of a voice at LATENCY_HZ.
         self.latency_samples = int(round(float(DMIN) + 0.5 * sample_rate / LATENCY_HZ))
@@ -466,8 +473,9 @@ class Reference:
         gamma_out = np.exp(gamma_arg + out_arg)
         period, inv_period = np.exp(log_rate_period), np.exp(-log_rate_period)
         # Half a grain, in output periods (in SPAN_UNIT): one input period at the formant rate,
-        # rho / gamma output periods, within bounds.
-        span_arg = exponent - gamma_arg + SPAN_UNIT_LN
+        # rho / gamma output periods, stretched for a high voice, within bounds.
+        stretch_arg = np.clip(c.ln_half_grain_min - log_rate_period, F(0.0), np.log(MAX_STRETCH))
+        span_arg = exponent - gamma_arg + SPAN_UNIT_LN + stretch_arg
         span_low, span_high = MIN_SPAN * SPAN_UNIT, F(HEADS / 2) * SPAN_UNIT
         span = np.clip(np.exp(span_arg), span_low, span_high)
         span_reach = np.clip(np.exp(span_arg + REACH_LN), span_low * REACH, span_high * REACH)
