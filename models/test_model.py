@@ -179,6 +179,22 @@ def test_unvoiced_noise_is_not_pitch_shifted_or_combed(rate):
     assert np.corrcoef(a, b)[0, 1] > 0.95
 
 
+@pytest.mark.parametrize("rate", RATES)
+def test_a_high_voice_gets_longer_grains_up_to_the_stretch_limit(rate):
+    """A span is one input period below 245 Hz; above, it is stretched towards HALF_GRAIN_MIN_MS,
+    by at most MAX_STRETCH (strength 0, so rho = 1 and nothing else moves the span)."""
+    sess = stream.session(path_for(rate))
+    names = [o.name for o in sess.get_outputs()]
+    for f0, stretch in ((110.0, 1.0), (330.0, R.HALF_GRAIN_MIN_MS * 1e-3 * 330.0), (523.0, float(R.MAX_STRETCH))):
+        inputs = stream.feeds(sess, strength=0.0)
+        signal = voices.render(voices.steady(f0, 0.5, rate), rate)
+        for b in range(len(signal) // BLOCK):
+            inputs["audio_buffer"] = signal[b * BLOCK:(b + 1) * BLOCK].reshape(1, BLOCK)
+            stream.step(sess, names, inputs)
+        spans = inputs["state"][0, R.S_SPANS:R.S_SPANS + R.HEADS] / R.SPAN_UNIT
+        assert np.allclose(spans, stretch, rtol=0.01), (f0, spans, stretch)
+
+
 def test_voiced_retention_of_a_mere_delay_is_one():
     """The benchmark's voiced retention gives speech that is only delayed every voiced frame back
     (reading the output on its own frame grid gave the one-sentence set's 92 Hz voice, 140
