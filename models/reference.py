@@ -117,7 +117,7 @@ MIN_SPAN = F(0.6)
 # A voice whose period is under HALF_GRAIN_MIN_MS has its spans stretched towards it, by at most
 # MAX_STRETCH: two periods of a voice above ~245 Hz are too short a window to resolve its
 # harmonics, so the spectrum between them, where a correction reads it, depends on their phases
-# (the model card's transparency figures; longer caps and floors measured worse there).
+# (the model card's transparency figures; other floors and caps measured no better).
 HALF_GRAIN_MIN_MS = 4.08
 MAX_STRETCH = F(1.6)
 # Extra room, as a fraction of the grain's reach, for a formant rate that rises during a grain.
