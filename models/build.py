@@ -479,7 +479,7 @@ def build(sample_rate, detector="learned"):
     floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
     stretch_arg = g.Clip(g.Sub(g.f(float(c.ln_half_grain_min)), log_rate_period),
-                         zero, g.f(float(np.log(R.MAX_STRETCH))))
+                         zero, g.f(R.MAX_STRETCH_LN))
     mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), mix_inputs)),
                      g.Concat(exponent, log_rate_period, shift_and_one, stretch_arg, axis=1))
     exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))

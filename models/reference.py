@@ -120,6 +120,7 @@ MIN_SPAN = F(0.6)
 # (the model card's transparency figures; other floors and caps measured no better).
 HALF_GRAIN_MIN_MS = 4.08
 MAX_STRETCH = F(1.6)
+MAX_STRETCH_LN = F(np.log(MAX_STRETCH))
 # Extra room, as a fraction of the grain's reach, for a formant rate that rises during a grain.
 REACH_MARGIN = F(1.25)
 # A grain's window is sin^2 over x = 0..pi (two spans), written as u^2 (u + WINDOW_C) with
@@ -474,7 +475,7 @@ class Reference:
         period, inv_period = np.exp(log_rate_period), np.exp(-log_rate_period)
         # Half a grain, in output periods (in SPAN_UNIT): one input period at the formant rate,
         # rho / gamma output periods, stretched for a high voice, within bounds.
-        stretch_arg = np.clip(c.ln_half_grain_min - log_rate_period, F(0.0), np.log(MAX_STRETCH))
+        stretch_arg = np.clip(c.ln_half_grain_min - log_rate_period, F(0.0), MAX_STRETCH_LN)
         span_arg = exponent - gamma_arg + SPAN_UNIT_LN + stretch_arg
         span_low, span_high = MIN_SPAN * SPAN_UNIT, F(HEADS / 2) * SPAN_UNIT
         span = np.clip(np.exp(span_arg), span_low, span_high)
