@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.3.0"
+VERSION = "3.4.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32

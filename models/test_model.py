@@ -169,14 +169,30 @@ def test_contract_and_metadata(rate):
 
 @pytest.mark.parametrize("rate", RATES)
 def test_unvoiced_noise_is_not_pitch_shifted_or_combed(rate):
+    """A single head: the output is the input, delayed (a fractional delay via the cubic), wherever
+    the model calls the noise unvoiced outright. A block called faintly voiced (confidence under
+    0.5, still unvoiced) applies that much of the correction, so the delay may move there and in
+    the block after, where the voicing ramps back (3.4.0 calls one block of this noise 0.04 at
+    44.1 kHz, which moves the delay by 8 samples); elsewhere every window is one delayed copy."""
     noise = (0.05 * np.random.default_rng(3).standard_normal(rate)).astype(np.float32)
     out, confidence, _ = stream.run(stream.session(path_for(rate)), noise, target_pitch=300.0)
     assert confidence.max() < 0.5
-    # A single head at a fixed delay: the output is the input, delayed (fractional delay via cubic).
     meta = {p.key: p.value for p in onnx.load(path_for(rate)).metadata_props}
-    latency = int(meta["latency_samples"])
-    a, b = noise[: len(out) - latency], out[latency:]
-    assert np.corrcoef(a, b)[0, 1] > 0.95
+    reach = 2 * int(meta["latency_samples"])
+    faint = np.flatnonzero(confidence > 0)
+    moving = set(faint) | set(faint + 1)
+    window = 2 * BLOCK
+    checked = 0
+    for start in range(reach, len(out) - window, window):
+        if moving & set(range(start // BLOCK, (start + window - 1) // BLOCK + 1)):
+            continue
+        stretch = out[start:start + window]
+        earlier = noise[start - reach:start + window]
+        products = np.correlate(earlier, stretch, "valid")
+        energies = np.convolve(earlier ** 2, np.ones(window), "valid")
+        assert np.max(products / np.sqrt(energies * np.sum(stretch ** 2))) > 0.95, start
+        checked += 1
+    assert checked >= 0.8 * (len(out) - reach) // window
 
 
 @pytest.mark.parametrize("rate", RATES)
@@ -193,6 +209,24 @@ def test_a_high_voice_gets_longer_grains_up_to_the_stretch_limit(rate):
             stream.step(sess, names, inputs)
         spans = inputs["state"][0, R.S_SPANS:R.S_SPANS + R.HEADS] / R.SPAN_UNIT
         assert np.allclose(spans, stretch, rtol=0.01), (f0, spans, stretch)
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_the_detector_follows_a_low_talker(rate):
+    """espeak-ng's en-gb talker at a 91 Hz median (the speech benchmark's, in no training or held-out
+    set): the model reports most of the blocks Praat calls voiced, at Praat's pitch. Model 3.3.0's
+    detector, trained on few talkers below 100 Hz, reported 59 / 74 % of them, 25 / 14 % of those
+    more than 75 cents off (44.1 / 48 kHz)."""
+    speech = transparency.speech(*transparency.SPEECH_VOICES[1], rate)
+    _, _, detected = stream.run(stream.session(path_for(rate)), speech)
+    times, f0 = quality.praat_pitch(speech, rate)
+    centres = (np.arange(len(detected)) * BLOCK + BLOCK / 2) / rate
+    praat = f0[np.abs(times[None, :] - centres[:, None]).argmin(axis=1)]
+    voiced = praat > 0
+    both = voiced & (detected > 0)
+    reported = both.sum() / voiced.sum()
+    gross = np.mean(np.abs(1200 * np.log2(detected[both] / praat[both])) > 75.0)
+    assert reported >= 0.8 and gross <= 0.1, (reported, gross)
 
 
 def test_voiced_retention_of_a_mere_delay_is_one():

@@ -24,8 +24,8 @@ import data  # noqa: E402
 
 RATES = (44100, 48000)
 SEED = 20261204
-# Clips per rate: sung lines of SUNG_SECONDS, spoken sentences (talkers x texts), each heard under
-# NOISINGS random conditions.
+# Clips per rate: sung lines of SUNG_SECONDS, spoken sentences (talkers x texts, each also said low),
+# each heard under NOISINGS random conditions.
 SUNG_CLIPS = 400
 SUNG_SECONDS = 3.0
 NOISINGS = 2
@@ -37,7 +37,8 @@ UNVOICED_WEIGHT = 3.0
 EPOCHS = 14
 BATCH = 256
 LEARNING_RATE = 2e-3
-# Held-out: sung vowels 98-440 Hz with vibrato, clean and in pink noise, babble and a band.
+# Held-out: sung vowels 98-440 Hz with vibrato, clean and in pink noise, babble and a band; and
+# the held-out talkers saying the held-out texts low, clean.
 HELD_OUT_CLIPS = 40
 HELD_OUT_SNRS = (5.0, 10.0, 20.0)
 GROSS_CENTS = 75.0
@@ -106,6 +107,8 @@ def training_set(rate):
         for k, text in enumerate(data.TEXTS):
             rng = data.rng_for(SEED, rate, t, k, "spoken")
             voices.append((rng, *data.spoken(rate, rng, talker, text)))
+            rng = data.rng_for(SEED, rate, t, k, "spoken low")
+            voices.append((rng, *data.spoken(rate, rng, talker, text, f0_range=data.LOW_SPOKEN_RANGE)))
     for clip in range(NOISE_CLIPS):
         rng = data.rng_for(SEED, rate, clip, "noise")
         voices.append((rng, data.noise_alone(rng, int(SUNG_SECONDS * rate), rate), np.zeros(int(SUNG_SECONDS * rate))))
@@ -133,10 +136,21 @@ def held_out_audio(rate, clips=HELD_OUT_CLIPS, kinds=("pink", "babble", "band"))
     return sets
 
 
+def held_out_speech(rate):
+    """(audio, f0 per sample): the held-out talkers saying the held-out texts low (LOW_SPOKEN_RANGE),
+    clean, peaks at -12 dBFS."""
+    parts = [data.spoken(rate, data.rng_for(SEED + 4, rate, t, k, "held-out low"), talker, text,
+                         f0_range=data.LOW_SPOKEN_RANGE)
+             for t, talker in enumerate(data.HELD_OUT_TALKERS) for k, text in enumerate(data.HELD_OUT_TEXTS)]
+    voice, f0 = (np.concatenate(p) for p in zip(*parts))
+    return data.mix(voice, f0, None, np.inf, data.rng_for(SEED + 5), level_db=-12.0), f0
+
+
 def held_out_set(rate):
-    """{condition: (inputs, truth, share, audio)} of held_out_audio."""
+    """{condition: (inputs, truth, share, audio)} of held_out_audio, and low speech, clean."""
     c = R.Constants(rate, detector="yin")
-    return {name: (*examples(x, f0, c), x) for name, (x, f0) in held_out_audio(rate).items()}
+    sets = held_out_audio(rate) | {"low speech": held_out_speech(rate)}
+    return {name: (*examples(x, f0, c), x) for name, (x, f0) in sets.items()}
 
 
 class Net:
