@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.4.0"
+VERSION = "3.4.1"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -418,7 +418,6 @@ def build(sample_rate, detector="learned"):
         "log_rate_a": [plus(log_rate, times(-1.0, ltp_a)), log_slope, {}, {}],
         "glide_arg": [{}, {}, {}, {"inv_tau": -1e3}],
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
-        "delay_base": [{"1": float(H) - dmin}, one, {}, {}],
         # the rows the exponentials mix, in this order
         "log_rate_period": [log_rate, log_slope, {}, {}],
         "shift": [total("sh_pv"), {}, plus(total("sh_v"), minus("sh_pv")), {}],
@@ -443,13 +442,15 @@ def build(sample_rate, detector="learned"):
     }
     mix_inputs = 5
     mix = [entry for row, _, _ in exps.values() for entry in row + [{}] * (mix_inputs - len(row))]
-    coef, scalars, mix_ab, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
+    steps_mixed = 3 * mix_inputs     # rho, inv_out and gamma are needed at every sample
+    coef, scalars, mix_steps, mix_marks, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
         # the running sums' starts (rate, grain phase, read position), the glide's scale and 0/1
         # for a streamed state
         ("scalars", [{"dl0": -1.0, "1": float(H - 1) - lag}, total("psi0"), {"1": float(H) - lag}, ltp_nb,
                      plus(one, minus("unfed"))]),
-        ("mix", mix),
+        ("mix_steps", mix[:steps_mixed]),
+        ("mix_marks", mix[steps_mixed:]),
         ("state", [total("v_est"), total("voicing"),
                    plus(total("upd_note", "cn"), minus("upd_cn")),
                    plus({"1": 69.0}, times(k12, plus(total("ln_sr_tun"), times(-1.0, ltp_a)))),
@@ -461,58 +462,75 @@ def build(sample_rate, detector="learned"):
         ("confidence", [total("voicing")]),
         ("applied", [plus(total("man_report", "v"), minus("v_man"))]),
         ("unfed", [total("unfed")]),
-    ], outs=[None, None, None, None, "detected_pitch", "confidence", None, None])
+    ], outs=[None, None, None, None, None, "detected_pitch", "confidence", None, None])
     offsets, glide_scale, kept = g.split(g.Reshape(scalars, g.ints(-1, 5, 1)), [3, 1, 1])   # [V, k, 1]
 
     # Per-sample work is laid out [V, rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
     basis = np.stack([np.ones(N, F), n, (n + F(1.0)) / F(N), n + F(1.0)])
-    log_rate_a, glide_arg, sv, delay_base, log_rate_period, shift_and_one = g.split(
-        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 5 + [2])
+    log_rate_a, glide_arg, sv, log_rate_period, shift_and_one = g.split(
+        g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 4 + [2])
 
     # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
     glide_term = g.Mul(g.Exp(glide_arg), glide_scale)
     limit = float(F(np.log(R.RHO_LIMIT)))
     exponent = g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit))
 
-    # 5. grains: every exponential at once, clipped per row
+    # 5. grains: the exponentials as one MatMul each, clipped per row; the three running sums need
+    # them at every sample, the rest only where a grain starts
     floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
     stretch_arg = g.Clip(g.Sub(g.f(float(c.ln_half_grain_min)), log_rate_period),
                          zero, g.f(R.MAX_STRETCH_LN))
-    mixed = g.MatMul(g.Reshape(mix_ab, g.ints(-1, len(exps), mix_inputs)),
-                     g.Concat(exponent, log_rate_period, shift_and_one, stretch_arg, axis=1))
-    exponentials = g.Min(g.Max(g.Exp(mixed), g.const(floors)), g.const(ceilings))
-    steps, gamma_out, out_period, span, span_reach, period, inv_period = g.split(
-        exponentials, [3, 1, 1, 1, 1, 1, 1])
+    mixing = g.Concat(exponent, log_rate_period, shift_and_one, stretch_arg, axis=1)            # [V, 5, N]
+
+    def exponentials(lanes, rows, mixed_at):
+        mixed = g.MatMul(g.Reshape(lanes, g.ints(-1, len(rows), mix_inputs)), mixed_at)
+        return g.Min(g.Max(g.Exp(mixed), g.const(floors[:, list(rows)])), g.const(ceilings[:, list(rows)]))
+
+    steps = exponentials(mix_steps, range(3), mixing)
     # the rate's, the output grain phase's and the read position's running sums from their starts
     # summed along the first axis: ONNX Runtime's CumSum along a last axis goes element by element
     # (eight voices: 31 us, against 4 us for the two transposes and a CumSum over rows)
     sums_by_sample = g.CumSum(g.Transpose(g.Concat(offsets, steps, axis=2), perm=[2, 0, 1]), g.const(0, np.int64))
     sums = g.Transpose(g.slice(sums_by_sample, 1, N + 1, axis=0), perm=[1, 2, 0])   # [V, 3, N]
-    rising, psi, read = g.split(sums, [1, 1, 1])
+    _, psi, read = g.split(sums, [1, 1, 1])
     k = g.Floor(psi)
     psi_frac = g.Sub(psi, k)
+    # Grain j starts on the first sample whose grain phase reaches j: the count of samples before.
+    # A last mark that is never reached counts the whole block, so it is the block's last sample,
+    # where the state's delay is read. Every value below is that of its mark's sample: a grain's
+    # delay and anchor, and its span, are computed for these GRAINS + 1 samples, not for all N.
+    thresholds = np.append(np.arange(1, grains + 1, dtype=F), BIG).reshape(grains + 1, 1)
+    before = g.Less(psi, g.const(thresholds))                                    # [V, GRAINS + 1, N]
+    count_before = g.Min(g.ReduceSum(g.Cast(before, to=TensorProto.FLOAT), g.ints(2), keepdims=0), g.f(N - 1))
+    marks = g.Reshape(count_before, g.ints(-1, 1, grains + 1))
+    # indices are int32 throughout the synthesis: GatherElements reads them ~20 % faster than int64
+    mark_index = g.Cast(marks, to=TensorProto.INT32)
+
+    def at_marks(tensor, rows):
+        return g.GatherElements(tensor, g.Add(mark_index, g.const(np.zeros((1, rows, 1)), np.int32)), axis=2)
+
+    rising, psi_at, read_at = g.split(at_marks(sums, 3), [1, 1, 1])
+    gamma_out, out_period, span, span_reach, period, inv_period = g.split(
+        exponentials(mix_marks, range(3, len(exps)), at_marks(mixing, mix_inputs)), [1] * 6)
+    # a grain's phase at its start has just reached its number (it grows by at most 1 / 36 a sample)
+    psi_frac_at = g.Sub(psi_at, g.const(np.append(np.arange(1, grains + 1, dtype=F), 0.0).reshape(1, 1, -1)))
     late_rate = g.Sub(gamma_out, out_period)
     ahead = g.Mul(g.Relu(late_rate), span_reach)
     # the delay, wrapped by a period into [DMIN + ahead, DMIN + ahead + P): held = n + H - delay
+    delay_base = g.Add(marks, g.f(float(H) - dmin))
     wraps = g.Floor(g.Mul(g.Sub(g.Sub(delay_base, rising), ahead), inv_period))
     held = g.Add(rising, g.Mul(wraps, period))
-    anchor = g.Add(g.Sub(held, read), g.Mul(psi_frac, late_rate))
-    # each grain keeps the anchor and span of the sample it starts on: the count of samples
-    # before the grain phase reaches its number
-    before = g.Less(psi, g.const(np.arange(1, grains + 1, dtype=F).reshape(grains, 1)))      # [V, GRAINS, N]
-    count_before = g.Min(g.ReduceSum(g.Cast(before, to=TensorProto.FLOAT), g.ints(2), keepdims=0), g.f(N - 1))
-    # indices are int32 throughout the synthesis: GatherElements reads them ~20 % faster than int64
-    starts = g.Reshape(g.Cast(count_before, to=TensorProto.INT32), g.ints(-1, 1, grains))     # [V, 1, GRAINS]
-    pair = g.const(np.zeros((1, 2, 1)), np.int32)
-    new_grains = g.GatherElements(g.Concat(anchor, span, axis=1), g.Add(starts, pair), axis=2)
+    anchor = g.Add(g.Sub(held, read_at), g.Mul(psi_frac_at, late_rate))
+    new_grains = g.Concat(anchor, span, axis=1)                        # [V, 2, GRAINS + 1]: the last is never played
     clipped_state = len(logged) + 1                                  # where the clipped state lanes start
     state_grains = g.Reshape(g.slice(clipped, clipped_state + R.S_HEADS, clipped_state + R.S_HEADS + 2 * heads),
                              g.ints(-1, 2, heads))
-    grains_all = g.Concat(state_grains, new_grains, axis=2)                         # [V, 2, HEADS + GRAINS]
+    grains_all = g.Concat(state_grains, new_grains, axis=2)                         # [V, 2, HEADS + GRAINS + 1]
     # head h plays grain k(n) + h of the state's (oldest first) and this block's
     slot = g.Add(g.Cast(k, to=TensorProto.INT32), g.const(np.arange(heads).reshape(1, heads, 1), np.int32))
+    pair = g.const(np.zeros((1, 2, 1)), np.int32)
     per_head = g.GatherElements(grains_all, g.Add(g.Reshape(slot, g.ints(-1, 1, heads * N)), pair), axis=2)
     head_anchor, head_span = g.split(g.Reshape(per_head, g.ints(-1, 2 * heads, N)), [heads, heads])
     unclipped = g.Add(head_anchor, read)                                            # buffer index
@@ -544,12 +562,13 @@ def build(sample_rate, detector="learned"):
           out="corrected_audio")
 
     # state and reported pitch: the last sample's values enter through one Gemm
-    last_rows = [held, psi_frac, glide_term, unclipped, head_span]
+    last_rows = [psi_frac, glide_term, unclipped, head_span]
     place = np.zeros((3 + 2 * heads, R.STATE_LEN + 1), np.float32)
     place[0, R.S_DELAY], place[1, R.S_PSI] = -1.0, 1.0
     place[2, R.S_TARGET], place[2, R.STATE_LEN] = k12, 1.0
     place[3 + np.arange(2 * heads), R.S_HEADS + np.arange(2 * heads)] = 1.0
-    last = g.Reshape(g.slice(g.Concat(*last_rows, axis=1), N - 1, N, axis=2), g.ints(-1, 3 + 2 * heads))
+    last = g.Reshape(g.Concat(g.slice(held, grains, grains + 1, axis=2),
+                              g.slice(g.Concat(*last_rows, axis=1), N - 1, N, axis=2), axis=1), g.ints(-1, 3 + 2 * heads))
     _, log_freq = g.split(g.Gemm(last, g.const(place), partial), [R.STATE_LEN, 1], outs=["state_out", g.name("split")])
     g.Mul(applied_weight, g.Exp(log_freq), out="applied_target_hz")
 
