@@ -476,8 +476,8 @@ def build(sample_rate, detector="learned"):
     limit = float(F(np.log(R.RHO_LIMIT)))
     exponent = g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit))
 
-    # 5. grains: the exponentials as one MatMul each, clipped per row; the three running sums need
-    # them at every sample, the rest only where a grain starts
+    # 5. grains: the exponentials in two MatMuls, clipped per row: the three whose running sums
+    # place everything are needed at every sample, the other six only where a grain starts
     floors = np.array([low for _, low, _ in exps.values()], F).reshape(1, -1, 1)
     ceilings = np.array([high for _, _, high in exps.values()], F).reshape(1, -1, 1)
     stretch_arg = g.Clip(g.Sub(g.f(float(c.ln_half_grain_min)), log_rate_period),
