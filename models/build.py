@@ -501,7 +501,8 @@ def build(sample_rate, detector="learned"):
     # A last mark that is never reached counts the whole block, so it is the block's last sample,
     # where the state's delay is read. Every value below is that of its mark's sample: a grain's
     # delay and anchor, and its span, are computed for these GRAINS + 1 samples, not for all N.
-    thresholds = np.append(np.arange(1, grains + 1, dtype=F), BIG).reshape(grains + 1, 1)
+    grain_numbers = np.arange(1, grains + 1, dtype=F)
+    thresholds = np.append(grain_numbers, BIG).reshape(grains + 1, 1)
     before = g.Less(psi, g.const(thresholds))                                    # [V, GRAINS + 1, N]
     count_before = g.Min(g.ReduceSum(g.Cast(before, to=TensorProto.FLOAT), g.ints(2), keepdims=0), g.f(N - 1))
     marks = g.Reshape(count_before, g.ints(-1, 1, grains + 1))
@@ -515,7 +516,7 @@ def build(sample_rate, detector="learned"):
     gamma_out, out_period, span, span_reach, period, inv_period = g.split(
         exponentials(mix_marks, range(3, len(exps)), at_marks(mixing, mix_inputs)), [1] * 6)
     # a grain's phase at its start has just reached its number (it grows by at most 1 / 36 a sample)
-    psi_frac_at = g.Sub(psi_at, g.const(np.append(np.arange(1, grains + 1, dtype=F), 0.0).reshape(1, 1, -1)))
+    psi_frac_at = g.Sub(psi_at, g.const(np.append(grain_numbers, 0.0).reshape(1, 1, -1)))
     late_rate = g.Sub(gamma_out, out_period)
     ahead = g.Mul(g.Relu(late_rate), span_reach)
     # the delay, wrapped by a period into [DMIN + ahead, DMIN + ahead + P): held = n + H - delay
