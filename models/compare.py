@@ -1,4 +1,4 @@
-"""autotuned beside x42-fat1 and Autotalent: the quality benchmark's voices and speech through each.
+"""autotuned beside x42-fat1, Autotalent and Praat's TD-PSOLA: the quality benchmark's voices and speech through each.
 
     make compare                                     # installs the other two, then both rates
     python3 models/compare.py --rate 44100 --json compare.json
@@ -8,7 +8,9 @@ goes: autotuned strength 1, retune 0 (the default model for the rate); x42-fat1 
 with its fastest filter, as it comes and in its low-latency "fast correction" mode; Autotalent
 with all twelve notes in the scale, strength 1, smoothness 0. The others are Debian's builds,
 run offline: x42-fat1 (LV2) by lv2file in 512-frame blocks, Autotalent (LADSPA) by applyplugin
-on 16-bit files. Each is measured against its own input with quality.py's measures: Praat's
+on 16-bit files. Praat's TD-PSOLA is the yardstick of the method autotuned's grains belong to,
+with none of a real-time corrector's limits: offline, its pitch marks placed on the whole signal,
+no delay, every pitch point moved to the nearest semitone. Each is measured against its own input with quality.py's measures: Praat's
 pitch error from 30 ms after each note onset and the delay on the sung test set, then
 transparency_check (envelope distance, clicks, seams, speech's voiced retention).
 
@@ -26,9 +28,12 @@ import tempfile
 import wave
 
 import numpy as np
+import parselmouth
+from parselmouth.praat import call
 
 import quality
 import stream
+import transparency
 from reference import BLOCK
 
 # Autotalent's delay is larger than quality.py's 1500-sample search covers.
@@ -42,6 +47,8 @@ AUTOTALENT_CONTROLS = [
     ("correction strength", 1), ("correction smoothness", 0), ("pitch shift", 0), ("scale rotate", 0),
     ("LFO depth", 0), ("LFO rate", 5), ("LFO shape", 0), ("LFO symmetry", 0), ("LFO quantization", 0),
     ("formant correction", 0), ("formant warp", 0), ("mix", 1)]
+# Above the test set's highest voice (523 Hz + 70 cents).
+PSOLA_CEILING_HZ = 600.0
 # applyplugin stops with its input: silence after it lets the delayed end out.
 AUTOTALENT_TAIL_SECONDS = 0.2
 
@@ -87,8 +94,19 @@ def autotalent(rate):
     return process
 
 
+def praat_psola(rate):
+    def process(signal):
+        sound = parselmouth.Sound(signal.astype(np.float64), rate)
+        manipulation = call(sound, "To Manipulation", quality.FRAME, transparency.PRAAT_FLOOR_HZ, PSOLA_CEILING_HZ)
+        tier = call(manipulation, "Extract pitch tier")
+        call(tier, "Formula", "440 * 2 ^ (round(12 * log2(self / 440)) / 12)")
+        call([tier, manipulation], "Replace pitch tier")
+        return call(manipulation, "Get resynthesis (overlap-add)").values[0].astype(np.float32)[:len(signal)]
+    return process
+
+
 PROCESSORS = {"autotuned": autotuned, "x42-fat1": x42_fat1, "x42-fat1 fast": lambda rate: x42_fat1(rate, fast=True),
-              "Autotalent": autotalent}
+              "Autotalent": autotalent, "Praat PSOLA": praat_psola}
 
 
 def remembered(process):

@@ -12,6 +12,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import build  # noqa: E402
+import compare  # noqa: E402
+import envelope  # noqa: E402
 import quality  # noqa: E402
 import stream  # noqa: E402
 import transparency  # noqa: E402
@@ -289,6 +291,23 @@ def test_an_ideal_correction_is_near_the_envelope_measures_floor():
         distances = [transparency.envelope_distance(voice.signal, out, rate, 0, pitch_in, quality.praat_pitch(out, rate))
                      for out in (ideal, other)]
         assert distances[0] < 0.6 < 2.0 < distances[1]
+
+
+def test_praat_psola_yardstick_corrects_without_delay_and_keeps_the_vowel():
+    """compare.py's Praat TD-PSOLA lands a detuned vowel on its semitone, in time with the input,
+    with the vowel's envelope in place (the warp; a pulse-like voice's distance is under 0.8 dB):
+    it is a corrector, not the input passed through or resampled."""
+    rate = 44100
+    case = quality.pulse_like(next(c for c in quality.test_set(rate) if c.name == "110Hz+40c"))
+    out = compare.praat_psola(rate)(case.signal)
+    assert len(out) == len(case.signal)
+    _, f0 = quality.praat_pitch(out[rate // 4:], rate)
+    assert abs(np.median(1200 * np.log2(f0[f0 > 0] / 110.0))) < 2.0
+    assert abs(quality.measured_delay(case.signal, out, rate)) < 20
+    pitch_in, pitch_out = quality.praat_pitch(case.signal, rate), quality.praat_pitch(out, rate)
+    pairs = envelope.paired(case.signal, out, rate, 0, pitch_in, pitch_out, transparency.PRAAT_FLOOR_HZ)
+    assert abs(np.median([envelope.warp(a, b) for a, b in pairs]) - 1.0) < 0.02
+    assert transparency.envelope_distance(case.signal, out, rate, 0, pitch_in, pitch_out) < 0.8
 
 
 @pytest.mark.parametrize("rate", RATES)
