@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 import reference as R
 
 OPSET = 17
-VERSION = "3.4.1"
+VERSION = "3.5.0"
 HERE = pathlib.Path(__file__).resolve().parent
 MODELS = {"autotune.onnx": 44100, "autotune-48k.onnx": 48000}
 F = np.float32
@@ -118,7 +118,7 @@ def plus(*exprs):
     return out
 
 
-TERMS = 4
+TERMS = 5
 # Margins are scaled by a power of two (exact): a margin that is not 0 is at least ~1e-8 here (a
 # float ulp near its threshold), so the scaled one clips to exactly 0 or 1.
 SCALE = 2.0 ** 66
@@ -294,13 +294,21 @@ def build(sample_rate, detector="learned"):
     manual, auto = {"tp": 1.0, "1": -float(R.MANUAL_HZ)}, {"tp": -1.0, "1": ABOVE_MANUAL}
     # a scale allows notes when its period is above 0.5 (0: none)
     allowed, none_allowed = {"per": 1.0, "1": -0.5}, {"per": -1.0, "1": ABOVE_HALF}
-    was_voiced = {"pv": 1.0, "1": -BELOW_HALF}
+    was_voiced, was_unvoiced = {"pv": 1.0, "1": -BELOW_HALF}, {"pv": -1.0, "1": 0.5}
     held, not_held = {"pt": 1.0, "1": -BELOW_NO_TARGET}, {"pt": -1.0, "1": float(R.NO_TARGET)}
     spaced, unspaced = {"sp": 1.0, "1": -0.5}, {"sp": -1.0, "1": ABOVE_HALF}
     agree = voiced + [{"est": 1.0, "pe": -float(lo)}, {"pe": float(hi), "est": -1.0}]
     update = voiced + [auto, allowed]
     always = []
     pt, one = {"pt": 1.0}, {"1": 1.0}
+    # the relax back to the latency, rho = exp(lim (up - down)), each of up and down a continuous
+    # weight: the delay's distance from the latency, scaled, gated by margins scaled as in a list
+    relax_limit = float(R.RELAX_LIMIT)
+    per_sample = float(R.RELAX_SHARE / F(N)) / relax_limit
+    gate = [{lane: SCALE * k for lane, k in term.items()}
+            for term in [was_unvoiced, {"sp": 1.0, "1": -float(R.RELAX_MIN_SPACING * F(lag))}]]
+    voiced_gate = [{lane: SCALE * k for lane, k in term.items()} for term in voiced]
+    relax_up, relax_down = tuple(gate + [{"dl0": per_sample}]), tuple(gate + [{"dl0": -per_sample}])
     default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
 
     early = [  # (name, weight, value): values from the first linear stage
@@ -347,6 +355,14 @@ def build(sample_rate, detector="learned"):
         ("str_pv", ({"str": 1.0},), {"pv": 1.0}),
         ("voicing", tuple(ramps), one),                    # voicing: the lesser ramp, clipped
         ("v_str", tuple(ramps), {"str": 1.0}),
+        ("rx_up", relax_up, {"1": relax_limit}),         # relax, in the exponent: unvoiced = all
+        ("rx_down", relax_down, {"1": -relax_limit}),    # minus voiced
+        ("v_rx_up", tuple(voiced_gate) + relax_up, {"1": relax_limit}),
+        ("v_rx_down", tuple(voiced_gate) + relax_down, {"1": -relax_limit}),
+        ("rxk_up", relax_up, {"fkeep": relax_limit}),    # the formant rate's keep x relax
+        ("rxk_down", relax_down, {"fkeep": -relax_limit}),
+        ("v_rxk_up", tuple(voiced_gate) + relax_up, {"fkeep": relax_limit}),
+        ("v_rxk_down", tuple(voiced_gate) + relax_down, {"fkeep": -relax_limit}),
     ]
     late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced), ("v_dz", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
@@ -410,6 +426,8 @@ def build(sample_rate, detector="learned"):
     start = plus(total("v_m_in", "held_pt", "v_kept_pt", "none_man", "none_auto"),
                  minus("v_kept_m_in", "v_held_pt", "v_none_man", "v_none_auto"))
     ln2_12 = float(R.LOG2 / F(12.0))
+    relax = plus(total("rx_up", "rx_down"), minus("v_rx_up", "v_rx_down"))
+    keep_relax = plus(total("rxk_up", "rxk_down"), minus("v_rxk_up", "v_rxk_down"))
     # log target period = A - nB glide(n), A at the end of the glide
     ltp_a = plus(total("ln_sr_tun"), {"1": 69.0 * ln2_12}, times(-ln2_12, m_target))
     ltp_nb = plus(times(ln2_12, start), times(-ln2_12, m_target))
@@ -420,7 +438,7 @@ def build(sample_rate, detector="learned"):
         "sv": [total("str_pv"), {}, plus(total("v_str"), minus("str_pv")), {}],
         # the rows the exponentials mix, in this order
         "log_rate_period": [log_rate, log_slope, {}, {}],
-        "shift": [total("sh_pv"), {}, plus(total("sh_v"), minus("sh_pv")), {}],
+        "shift": [plus(total("sh_pv"), keep_relax), {}, plus(total("sh_v"), minus("sh_pv")), {}],
         "one": [one, {}, {}, {}],
     }
     coefficients = [basis_rows[row][b] for row in basis_rows for b in range(4)]
@@ -445,10 +463,10 @@ def build(sample_rate, detector="learned"):
     steps_mixed = 3 * mix_inputs     # rho, inv_out and gamma are needed at every sample
     coef, scalars, mix_steps, mix_marks, partial, _, _, applied_weight, unfed_weight = lanes_c.linear([
         ("coefficients", coefficients),
-        # the running sums' starts (rate, grain phase, read position), the glide's scale and 0/1
-        # for a streamed state
+        # the running sums' starts (rate, grain phase, read position), the glide's scale, 0/1
+        # for a streamed state and the relax
         ("scalars", [{"dl0": -1.0, "1": float(H - 1) - lag}, total("psi0"), {"1": float(H) - lag}, ltp_nb,
-                     plus(one, minus("unfed"))]),
+                     plus(one, minus("unfed")), relax]),
         ("mix_steps", mix[:steps_mixed]),
         ("mix_marks", mix[steps_mixed:]),
         ("state", [total("v_est"), total("voicing"),
@@ -463,7 +481,7 @@ def build(sample_rate, detector="learned"):
         ("applied", [plus(total("man_report", "v"), minus("v_man"))]),
         ("unfed", [total("unfed")]),
     ], outs=[None, None, None, None, None, "detected_pitch", "confidence", None, None])
-    offsets, glide_scale, kept = g.split(g.Reshape(scalars, g.ints(-1, 5, 1)), [3, 1, 1])   # [V, k, 1]
+    offsets, glide_scale, kept, relax_rate = g.split(g.Reshape(scalars, g.ints(-1, 6, 1)), [3, 1, 1, 1])  # [V, k, 1]
 
     # Per-sample work is laid out [V, rows, N]: ONNX Runtime broadcasts fast only over long inner spans.
     n = np.arange(N, dtype=F)
@@ -471,10 +489,10 @@ def build(sample_rate, detector="learned"):
     log_rate_a, glide_arg, sv, log_rate_period, shift_and_one = g.split(
         g.MatMul(g.Reshape(coef, g.ints(-1, len(basis_rows), 4)), g.const(basis)), [1] * 4 + [2])
 
-    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period)
+    # 4. read rate in the log domain: exponent = sv (ln rate period - ln target period) + relax
     glide_term = g.Mul(g.Exp(glide_arg), glide_scale)
     limit = float(F(np.log(R.RHO_LIMIT)))
-    exponent = g.Clip(g.Mul(sv, g.Add(log_rate_a, glide_term)), g.f(-limit), g.f(limit))
+    exponent = g.Clip(g.Add(g.Mul(sv, g.Add(log_rate_a, glide_term)), relax_rate), g.f(-limit), g.f(limit))
 
     # 5. grains: the exponentials in two MatMuls, clipped per row: the three whose running sums
     # place everything are needed at every sample, the other six only where a grain starts

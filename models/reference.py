@@ -142,6 +142,15 @@ REACH_LN = F(np.log(REACH))
 # centre (measured on the vibrato voices of quality.py: 0 gives a p95 of 6.2 cents, 0.5 3.7, 1 2.8,
 # 1.5 4.2; v2's -0.5 - DMIN / P, right for a resampler's read head, gives medians of 3-8 cents).
 RATE_LEVER_PERIODS = F(1.0)
+# Unvoiced sound after a voiced phrase is brought back to the reported latency, where a dry copy
+# compensated by it lies (a blend, bypass): in a block unvoiced after an unvoiced one, the read rate
+# closes RELAX_SHARE of the delay's distance from the latency, at most RELAX_LIMIT (ln of the
+# rate), and the formant rate follows, so the grains read as one head resampled by at most that.
+# Only where the last period leaves the latency inside the wrap window (a spacing above
+# RELAX_MIN_SPACING latencies); a higher voice's window is no wider than the latency anyway.
+RELAX_SHARE = F(0.5)
+RELAX_LIMIT = F(np.log(1.03))
+RELAX_MIN_SPACING = F(1.25)
 # The pitch whose typical delay is reported as the latency: between the typical male and female
 # singing voice, and the harmonic mean of the quality benchmark's base notes (82-523 Hz), so the
 # latency equals the mean delay measured over them.
@@ -460,13 +469,17 @@ class Reference:
         v = s[S_VOICING] + (v_blk - s[S_VOICING]) * ramp
         log_target_period = ln_sr - ln_tuning - (m_smooth - F(69.0)) * (LOG2 / F(12.0))
         log_limit = F(np.log(RHO_LIMIT))
-        exponent = np.clip(strength * v * (log_rate_period - log_target_period), -log_limit, log_limit)
+        relaxing = (not voiced and s[S_VOICING] < F(0.5)
+                    and s[S_SPACING] > RELAX_MIN_SPACING * F(c.latency_samples))
+        relax = np.clip(RELAX_SHARE / F(BLOCK) * s[S_DELAY], -RELAX_LIMIT, RELAX_LIMIT) if relaxing else F(0.0)
+        exponent = np.clip(strength * v * (log_rate_period - log_target_period) + relax, -log_limit, log_limit)
 
         # 5. grains. Everything below is per sample, as if a grain started there; each grain keeps
         # the values of the sample it starts on. gamma = rho ** (1 - keep) * 2 ** (shift / 12) is the
-        # formant rate, shifted only where voiced, so unvoiced sound is never resampled.
+        # formant rate, shifted only where voiced, so unvoiced sound is resampled only by the relax
+        # back to the latency, which gamma follows whatever keep is.
         out_arg = log_rate_period - exponent
-        gamma_arg = (F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0))
+        gamma_arg = (F(1.0) - keep) * exponent + v * shift * (LOG2 / F(12.0)) + keep * relax
         rho = np.exp(exponent)
         out_period = np.maximum(np.exp(out_arg), MIN_OUT_PERIOD)
         inv_out = np.minimum(np.exp(-out_arg), F(1.0) / MIN_OUT_PERIOD)
@@ -495,8 +508,9 @@ class Reference:
         # it (so the two are in phase) is the delay growing by 1 - rho per sample; it wraps by one
         # period into [DMIN + ahead, DMIN + ahead + P), skipping or repeating a period. At rho = 1
         # it stays put: every grain reads the same samples, the input delayed, whatever the
-        # estimate, and unvoiced sound (rho = 1) is one delayed head. `rising` is the running sum
-        # of rho, from minus the last delay, so the delay before wrapping is n + 1 - rising.
+        # estimate, and unvoiced sound (rho = 1, or the relax's rho with gamma = rho) is one delayed
+        # head. `rising` is the running sum of rho, from minus the last delay, so the delay before
+        # wrapping is n + 1 - rising.
         rising = cumulative(F(HISTORY - 1) - F(c.latency_samples) - s[S_DELAY], rho)
         unwrapped = (n + F(HISTORY) - DMIN - rising) - ahead        # delay - DMIN - ahead
         wraps = np.floor(unwrapped * inv_period)
