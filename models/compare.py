@@ -1,4 +1,4 @@
-"""autotuned beside x42-fat1, Autotalent and Praat's TD-PSOLA: the quality benchmark's voices and speech through each.
+"""autotuned beside x42-fat1, Autotalent and Praat's TD-PSOLA on the benchmark's voices and speech.
 
     make compare                                     # installs the other two, then both rates
     python3 models/compare.py --rate 44100 --json compare.json
@@ -10,9 +10,10 @@ with all twelve notes in the scale, strength 1, smoothness 0. The others are Deb
 run offline: x42-fat1 (LV2) by lv2file in 512-frame blocks, Autotalent (LADSPA) by applyplugin
 on 16-bit files. Praat's TD-PSOLA is the yardstick of the method autotuned's grains belong to,
 with none of a real-time corrector's limits: offline, its pitch marks placed on the whole signal,
-no delay, every pitch point moved to the nearest semitone. Each is measured against its own input with quality.py's measures: Praat's
-pitch error from 30 ms after each note onset and the delay on the sung test set, then
-transparency_check (envelope distance, clicks, seams, speech's voiced retention).
+no delay, every pitch point moved to the nearest semitone. Each is measured against its own
+input with quality.py's measures: Praat's pitch error from 30 ms after each note onset and the
+delay on the sung test set, then transparency_check (envelope distance, clicks, seams, speech's
+voiced retention).
 
 Debian's Autotalent links glibc's `__exp_finite` family, gone since glibc 2.31: LIBM_FINITE
 names a library that provides them (`make compare` builds models/libm_finite.c), preloaded

@@ -147,7 +147,7 @@ RATE_LEVER_PERIODS = F(1.0)
 # closes RELAX_SHARE of the delay's distance from the latency, at most RELAX_LIMIT (ln of the
 # rate), and the formant rate follows, so the grains read as one head resampled by at most that.
 # Only where the last period leaves the latency inside the wrap window (a spacing above
-# RELAX_MIN_SPACING latencies); a higher voice's window is no wider than the latency anyway.
+# RELAX_MIN_SPACING latencies); a higher voice's window holds no delay much further from it.
 RELAX_SHARE = F(0.5)
 RELAX_LIMIT = F(np.log(1.03))
 RELAX_MIN_SPACING = F(1.25)
