@@ -100,8 +100,8 @@ train: apt traindeps
 quality: pydeps
 	$(PY) models/quality.py
 
-# autotuned beside x42-fat1 and Autotalent (Debian's builds, run offline) and Praat's TD-PSOLA on the quality
-# benchmark's voices and speech, both rates (models/compare.py). Debian's Autotalent needs glibc's
+# autotuned beside x42-fat1 and Autotalent (Debian's builds, run offline) and Praat's TD-PSOLA on
+# the quality benchmark's voices and speech, both rates (models/compare.py). Debian's Autotalent needs glibc's
 # old `__*_finite` functions, which target/libm_finite.so provides to it alone.
 COMPARE_APT_PACKAGES := x42-plugins autotalent lv2file ladspa-sdk
 compare: apt pydeps target/libm_finite.so

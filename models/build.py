@@ -124,6 +124,12 @@ TERMS = 5
 SCALE = 2.0 ** 66
 
 
+def binary(margins):
+    """Margins scaled so that each clips to exactly 0 or 1: a list weight's terms, or gates in a
+    tuple weight whose other terms are continuous."""
+    return [{lane: SCALE * k for lane, k in term.items()} for term in margins]
+
+
 def weight_columns(weights):
     """TERMS groups of columns whose lane-wise minimum, clipped to [0, 1], is each product's weight.
 
@@ -136,7 +142,7 @@ def weight_columns(weights):
         if isinstance(weight, tuple):
             terms = list(weight)
         else:
-            terms = [{lane: SCALE * k for lane, k in term.items()} for term in weight]
+            terms = binary(weight)
         terms = terms + [never_binding] * (TERMS - len(terms))
         for group, term in zip(groups, terms):
             group.append(term)
@@ -305,10 +311,9 @@ def build(sample_rate, detector="learned"):
     # weight: the delay's distance from the latency, scaled, gated by margins scaled as in a list
     relax_limit = float(R.RELAX_LIMIT)
     per_sample = float(R.RELAX_SHARE / F(N)) / relax_limit
-    gate = [{lane: SCALE * k for lane, k in term.items()}
-            for term in [was_unvoiced, {"sp": 1.0, "1": -float(R.RELAX_MIN_SPACING * F(lag))}]]
-    voiced_gate = [{lane: SCALE * k for lane, k in term.items()} for term in voiced]
+    gate = binary([was_unvoiced, {"sp": 1.0, "1": -float(R.RELAX_MIN_SPACING * F(lag))}])
     relax_up, relax_down = tuple(gate + [{"dl0": per_sample}]), tuple(gate + [{"dl0": -per_sample}])
+    voiced_gate = tuple(binary(voiced))
     default, ln_default = {"1": float(c.default_period)}, {"1": float(np.log(c.default_period))}
 
     early = [  # (name, weight, value): values from the first linear stage
@@ -357,12 +362,12 @@ def build(sample_rate, detector="learned"):
         ("v_str", tuple(ramps), {"str": 1.0}),
         ("rx_up", relax_up, {"1": relax_limit}),         # relax, in the exponent: unvoiced = all
         ("rx_down", relax_down, {"1": -relax_limit}),    # minus voiced
-        ("v_rx_up", tuple(voiced_gate) + relax_up, {"1": relax_limit}),
-        ("v_rx_down", tuple(voiced_gate) + relax_down, {"1": -relax_limit}),
+        ("v_rx_up", voiced_gate + relax_up, {"1": relax_limit}),
+        ("v_rx_down", voiced_gate + relax_down, {"1": -relax_limit}),
         ("rxk_up", relax_up, {"fkeep": relax_limit}),    # the formant rate's keep x relax
         ("rxk_down", relax_down, {"fkeep": -relax_limit}),
-        ("v_rxk_up", tuple(voiced_gate) + relax_up, {"fkeep": relax_limit}),
-        ("v_rxk_down", tuple(voiced_gate) + relax_down, {"fkeep": -relax_limit}),
+        ("v_rxk_up", voiced_gate + relax_up, {"fkeep": relax_limit}),
+        ("v_rxk_down", voiced_gate + relax_down, {"fkeep": -relax_limit}),
     ]
     late = [("upd_note", update), ("ag_trend", agree), ("inv_tau", always), ("detect", voiced), ("v_dz", voiced)]
     weight_groups = weight_columns([w for _, w, _ in early] + [w for _, w in late])
